@@ -1,0 +1,72 @@
+"""The appliance's secrets: which exist, placeholders for previews, generation, storage.
+
+Real secrets are generated on the appliance at first boot (never at build time), kept in
+one 0600 file, and never logged or passed on a command line.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as random_source  # the standard library module
+import string
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .profiles import Profile
+
+_ALPHABET = string.ascii_letters + string.digits
+SECRET_LENGTH = 32
+PLACEHOLDER_PREFIX = "PLACEHOLDER-"
+
+
+def secret_names(profile: Profile) -> list[str]:
+    """Every secret the profile's services need, in a stable order."""
+    names = ["admin_password", "lxc_password", "rabbitmq_password", "metadata_secret"]
+    for svc in profile.services:
+        if svc.db_user:
+            names.append(f"{svc.db_user}_db_password")
+        if svc.service_user:
+            names.append(f"{svc.service_user}_password")
+    return list(dict.fromkeys(names))
+
+
+def placeholder_secrets(profile: Profile) -> dict[str, str]:
+    """Obviously fake values, for rendering a preview on the build host."""
+    return {name: f"{PLACEHOLDER_PREFIX}{name}" for name in secret_names(profile)}
+
+
+def generate_secret() -> str:
+    return "".join(random_source.choice(_ALPHABET) for _ in range(SECRET_LENGTH))
+
+
+def complete_secrets(profile: Profile, known: dict[str, str], fixed: dict[str, str]) -> dict[str, str]:
+    """Keep what exists, apply the site's fixed values, generate the rest."""
+    result = {}
+    for name in secret_names(profile):
+        result[name] = fixed.get(name) or known.get(name) or generate_secret()
+    return result
+
+
+def load_secret_file(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def write_secret_file(path: Path, values: dict[str, str]) -> None:
+    """Write atomically with mode 0600 from the first byte (no window where it is readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(values, handle, default_flow_style=False, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,179 @@
+"""Release profiles: everything release-specific, as data.
+
+A profile is a YAML file in ``pipeline/profiles/`` named after the profile. It names the
+distribution, the mirrors, and every service of the appliance the same way (packages,
+systemd units, databases, service user, catalog entry, listening ports, config files and
+the overlay template that renders each). Adding a release means writing one of these files
+plus the templates that truly differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ApplianceError, ConfigError
+from .schema import from_mapping, load_yaml_mapping
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+DEFAULT_PROFILE = "bookworm-zed"
+
+
+@dataclass(frozen=True)
+class Distro:
+    family: str  # debian | ubuntu
+    release: str  # bookworm, xenial, ...
+    dib_element: str  # debian-minimal, ubuntu-minimal
+    mirror: str
+    security_mirror: str = ""
+    components: tuple[str, ...] = ("main",)
+    # Extra apt sources as full one-line "deb ..." entries (e.g. a cloud archive).
+    extra_repositories: tuple[str, ...] = ()
+    # Packages that only exist to make the others installable (keyrings and the like).
+    base_packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How Keystone is reached, which differs between releases."""
+
+    public_port: int
+    admin_port: int
+    api_version: str = "v3"
+    # keystonemiddleware's name for the public URL: auth_uri (old) or www_authenticate_uri.
+    authtoken_uri_option: str = "www_authenticate_uri"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str  # absolute path on the appliance
+    template: str  # relative to overlays/
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
+
+    @property
+    def holds_secrets(self) -> bool:
+        return not self.mode_bits & 0o077
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A Keystone catalog entry; ``url`` may use {host}."""
+
+    type: str
+    name: str
+    description: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Port:
+    port: int
+    # Which address the service must listen on: management, any or loopback.
+    bind: str = "management"
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    packages: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    db_user: str = ""
+    # Keystone user the service authenticates as (created in project "service").
+    service_user: str = ""
+    endpoint: Endpoint | None = None
+    ports: tuple[Port, ...] = ()
+    files: tuple[ConfigFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    distro: Distro
+    openstack_release: str
+    identity: Identity
+    services: tuple[Service, ...]
+    # Free-form values for templates (worker counts, option variants).
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+    def has_service(self, name: str) -> bool:
+        return any(svc.name == name for svc in self.services)
+
+    def packages(self) -> list[str]:
+        """Every package of the appliance, in service order, without repeats."""
+        seen: dict[str, None] = dict.fromkeys(self.distro.base_packages)
+        for svc in self.services:
+            seen.update(dict.fromkeys(svc.packages))
+        return list(seen)
+
+    def files(self) -> list[ConfigFile]:
+        return [f for svc in self.services for f in svc.files]
+
+    def units(self) -> list[str]:
+        return [u for svc in self.services for u in svc.units]
+
+    def endpoints(self) -> list[Endpoint]:
+        return [svc.endpoint for svc in self.services if svc.endpoint]
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def profile_path(name: str) -> Path:
+    path = PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_profiles())
+        raise ApplianceError(f"unknown profile {name!r} (available: {known})")
+    return path
+
+
+def load_profile(name: str = DEFAULT_PROFILE) -> Profile:
+    path = profile_path(name)
+    return parse_profile(load_yaml_mapping(path), str(path))
+
+
+def parse_profile(data: dict, source: str) -> Profile:
+    profile = from_mapping(Profile, data, source)
+    _check_profile(profile, source)
+    return profile
+
+
+def _check_profile(profile: Profile, source: str) -> None:
+    names = [svc.name for svc in profile.services]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(source, f"services[{i}].name", f"duplicate service {name!r}")
+    paths: set[str] = set()
+    for i, svc in enumerate(profile.services):
+        if svc.databases and not svc.db_user:
+            raise ConfigError(source, f"services[{i}].db_user", "required when databases are listed")
+        for j, cfg in enumerate(svc.files):
+            where = f"services[{i}].files[{j}]"
+            if not cfg.path.startswith("/"):
+                raise ConfigError(source, f"{where}.path", f"expected an absolute path, got {cfg.path!r}")
+            if cfg.path in paths:
+                raise ConfigError(source, f"{where}.path", f"{cfg.path} is written by two services")
+            paths.add(cfg.path)
+            try:
+                cfg.mode_bits
+            except ValueError:
+                raise ConfigError(source, f"{where}.mode", f"expected an octal mode like '0640', got {cfg.mode!r}") from None
+        for j, port in enumerate(svc.ports):
+            if port.bind not in ("management", "any", "loopback"):
+                raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
