@@ -1,0 +1,74 @@
+"""Profiles are data: both load, reference existing templates, and reject bad data."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.errors import ApplianceError, ConfigError
+from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile, parse_profile
+from pipeline.render import REPO_OVERLAYS
+
+
+def test_both_profiles_exist():
+    assert available_profiles() == ["bookworm-zed", "xenial-newton"]
+
+
+@pytest.mark.parametrize("name", ["bookworm-zed", "xenial-newton"])
+def test_profile_templates_exist(name):
+    for spec in load_profile(name).files():
+        assert (REPO_OVERLAYS / spec.template).is_file(), spec.template
+
+
+def test_every_template_is_used_by_a_profile():
+    used = {spec.template for name in available_profiles() for spec in load_profile(name).files()}
+    templates = {str(p.relative_to(REPO_OVERLAYS)) for p in REPO_OVERLAYS.rglob("*.j2")}
+    helpers = {t for t in templates if Path(t).name.startswith("_")}
+    assert templates - helpers == used
+
+
+def test_zed_carries_the_zed_differences():
+    zed = load_profile("bookworm-zed")
+    assert zed.identity.admin_port == zed.identity.public_port == 5000
+    assert zed.identity.authtoken_uri_option == "www_authenticate_uri"
+    assert "nova_cell0" in zed.service("nova").databases
+    assert {"nova-compute-lxc", "neutron-linuxbridge-agent", "placement-api"} <= set(zed.packages())
+    assert zed.distro.dib_element == "debian-minimal" and zed.distro.release == "bookworm"
+
+
+def test_newton_matches_the_reference_layout():
+    newton = load_profile("xenial-newton")
+    assert newton.identity.admin_port == 35357
+    assert {"nova-consoleauth", "glance-registry"} <= set(newton.units())
+    assert not newton.has_service("placement")
+    assert newton.service("nova").endpoint.url == "http://{host}:8774/v2.1/%(tenant_id)s"
+
+
+def _zed_data():
+    return yaml.safe_load((PROFILE_DIR / "bookworm-zed.yaml").read_text())
+
+
+def test_unknown_key_in_profile_names_it():
+    data = _zed_data()
+    data["services"][1]["pakages"] = ["x"]
+    with pytest.raises(ConfigError, match=r"services\[1\]\.pakages: unknown key"):
+        parse_profile(data, "test.yaml")
+
+
+def test_duplicate_file_path_is_rejected():
+    data = _zed_data()
+    data["services"][1]["files"].append(dict(data["services"][1]["files"][0]))
+    with pytest.raises(ConfigError, match="written by two services"):
+        parse_profile(data, "test.yaml")
+
+
+def test_bad_mode_is_rejected():
+    data = _zed_data()
+    data["services"][1]["files"][0]["mode"] = "rw-r--r--"
+    with pytest.raises(ConfigError, match=r"files\[0\]\.mode: expected an octal mode"):
+        parse_profile(data, "test.yaml")
+
+
+def test_unknown_profile():
+    with pytest.raises(ApplianceError, match="unknown profile 'nope'"):
+        load_profile("nope")

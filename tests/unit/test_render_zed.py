@@ -1,0 +1,147 @@
+"""bookworm-zed renders files that configparser reads and that carry what Zed needs."""
+
+import configparser
+import stat
+
+import pytest
+import yaml
+
+from conftest import FIXTURES
+from pipeline.credentials import placeholder_secrets, secret_names
+from pipeline.profiles import load_profile
+from pipeline.render import HostFacts, render_files, render_site
+from pipeline.site import load_site
+
+# file -> {section: {option: expected value or None for "present"}}
+ZED_NEEDS = {
+    "/etc/keystone/keystone.conf": {
+        "database": {"connection": None},
+        "token": {"provider": "fernet"},
+        "cache": {"memcache_servers": "controller:11211"},
+    },
+    "/etc/glance/glance-api.conf": {
+        "database": {"connection": None},
+        "keystone_authtoken": {"www_authenticate_uri": "http://controller:5000", "auth_url": "http://controller:5000"},
+        "glance_store": {"filesystem_store_datadir": None},
+        "paste_deploy": {"flavor": "keystone"},
+    },
+    "/etc/placement/placement.conf": {
+        "placement_database": {"connection": None},
+        "api": {"auth_strategy": "keystone"},
+        "keystone_authtoken": {"www_authenticate_uri": None, "username": "placement"},
+    },
+    "/etc/nova/nova.conf": {
+        "DEFAULT": {"transport_url": None, "my_ip": None, "use_cow_images": "false", "force_raw_images": "true"},
+        "api": {"auth_strategy": "keystone"},
+        "api_database": {"connection": None},
+        "database": {"connection": None},
+        "keystone_authtoken": {"www_authenticate_uri": None},
+        "placement": {"username": "placement", "auth_type": "password", "region_name": "RegionOne"},
+        "neutron": {"username": "neutron", "service_metadata_proxy": "true", "metadata_proxy_shared_secret": None},
+        "libvirt": {"virt_type": "lxc", "images_type": "raw"},
+        "glance": {"api_servers": "http://controller:9292"},
+        "service_user": {"send_service_user_token": "true"},
+        "oslo_concurrency": {"lock_path": None},
+    },
+    "/etc/nova/nova-compute.conf": {"libvirt": {"virt_type": "lxc"}},
+    "/etc/neutron/neutron.conf": {
+        "DEFAULT": {"core_plugin": "ml2", "service_plugins": "router", "transport_url": None},
+        "database": {"connection": None},
+        "keystone_authtoken": {"www_authenticate_uri": None},
+        "nova": {"username": "nova"},
+        "experimental": {"linuxbridge": "true"},
+    },
+    "/etc/neutron/plugins/ml2/ml2_conf.ini": {
+        "ml2": {"mechanism_drivers": "linuxbridge,l2population", "tenant_network_types": "vxlan"},
+        "ml2_type_vxlan": {"vni_ranges": "1:1000"},
+    },
+    "/etc/neutron/plugins/ml2/linuxbridge_agent.ini": {
+        "vxlan": {"enable_vxlan": "True", "local_ip": None},
+        "securitygroup": {"firewall_driver": None},
+        "experimental": {"linuxbridge": "true"},
+    },
+    "/etc/neutron/l3_agent.ini": {"DEFAULT": {"interface_driver": "linuxbridge"}},
+    "/etc/neutron/dhcp_agent.ini": {"DEFAULT": {"interface_driver": "linuxbridge", "enable_isolated_metadata": "true"}},
+    "/etc/neutron/metadata_agent.ini": {"DEFAULT": {"nova_metadata_host": "controller", "metadata_proxy_shared_secret": None}},
+}
+
+
+@pytest.fixture(scope="module")
+def zed():
+    profile = load_profile("bookworm-zed")
+    site = load_site(None)
+    files = render_files(profile, site, HostFacts.from_site(site), placeholder_secrets(profile))
+    return {f.spec.path: f for f in files}
+
+
+@pytest.mark.parametrize("path", sorted(ZED_NEEDS))
+def test_zed_file_parses_and_has_what_zed_needs(path, zed):
+    parser = configparser.ConfigParser(interpolation=None, strict=True, allow_no_value=True)
+    parser.optionxform = str
+    parser.read_string(zed[path].content, source=path)
+    for section, options in ZED_NEEDS[path].items():
+        assert section == "DEFAULT" or parser.has_section(section), f"{path}: [{section}] missing"
+        for option, value in options.items():
+            assert parser.has_option(section, option), f"{path}: [{section}] {option} missing"
+            if value is not None:
+                assert parser.get(section, option) == value, f"{path}: [{section}] {option}"
+
+
+def test_zed_uses_no_newton_only_options(zed):
+    for path, item in zed.items():
+        assert "auth_uri =" not in item.content, path
+        assert ":35357" not in item.content, path
+        assert "nova_metadata_ip" not in item.content, path
+
+
+def test_zed_has_no_consoleauth_or_registry():
+    profile = load_profile("bookworm-zed")
+    assert "nova-consoleauth" not in profile.units()
+    assert "glance-registry" not in profile.units()
+    assert profile.has_service("placement")
+    assert {p.port for s in profile.services for p in s.ports} >= {5000, 8778} and 35357 not in {
+        p.port for s in profile.services for p in s.ports}
+
+
+def test_clouds_yaml_has_admin_and_lxc(zed):
+    clouds = yaml.safe_load(zed["/root/.config/openstack/clouds.yaml"].content)["clouds"]
+    assert clouds["admin"]["auth"]["username"] == "admin"
+    assert clouds["lxc"]["auth"]["project_name"] == "lxc"
+    assert clouds["admin"]["auth"]["auth_url"] == "http://controller:5000/v3"
+
+
+def test_render_tree_writes_secret_files_0600(tmp_path):
+    written = render_site("bookworm-zed", None, tmp_path)
+    profile = load_profile("bookworm-zed")
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in written}
+    for spec in profile.files():
+        target = tmp_path / spec.path.lstrip("/")
+        assert modes[target] == spec.mode_bits
+        if "password" in target.read_text() or "PLACEHOLDER" in target.read_text():
+            assert modes[target] == 0o600, f"{spec.path} holds a secret but is {oct(modes[target])}"
+    assert (tmp_path / "root/rc.admin").exists()
+    assert (tmp_path / "etc/nova/nova.conf").exists()
+
+
+def test_site_fixed_secret_is_used(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("secrets: {nova_db_password: fixed-secret-1}\n")
+    render_site("bookworm-zed", site, tmp_path / "out")
+    assert "nova:fixed-secret-1@controller/nova_api" in (tmp_path / "out/etc/nova/nova.conf").read_text()
+
+
+def test_seed_site_renders_for_zed_too(tmp_path):
+    render_site("bookworm-zed", FIXTURES / "seed-site.yaml", tmp_path)
+    agent = (tmp_path / "etc/neutron/plugins/ml2/linuxbridge_agent.ini").read_text()
+    assert "physical_interface_mappings = provider:eth1" in agent
+    assert "local_ip = 10.208.132.45" in agent
+    assert "bind-address = 10.208.130.36" in (tmp_path / "etc/mysql/mariadb.conf.d/99-openstack.cnf").read_text()
+
+
+def test_every_secret_name_is_used_by_some_template(zed):
+    profile = load_profile("bookworm-zed")
+    text = "\n".join(f.content for f in zed.values())
+    for name in secret_names(profile):
+        # Database passwords must sit in a connection URL, the others anywhere.
+        marker = f"PLACEHOLDER-{name}@" if name.endswith("_db_password") else f"PLACEHOLDER-{name}"
+        assert marker in text, name

@@ -1,0 +1,100 @@
+"""Site config validation: each bad input gives one line naming the field, exit != 0,
+and nothing is written."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from pipeline.errors import ConfigError
+from pipeline.site import SiteConfig, load_site
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9bVfq1V2Hk8sQ1m2kGq1iC0vXx8Zy1h7Q0T1m3mQ0c operator@desk"
+
+BAD_SITES = [
+    ("malformed YAML", "network: [unclosed\n", "malformed YAML"),
+    ("not a mapping", "- just\n- a list\n", "expected a mapping"),
+    ("unknown key", "hostnme: controller\n", "hostnme: unknown key"),
+    ("unknown nested key", "network: {cidr: 10.0.0.0/24, gatway: 10.0.0.1}\n", "network.gatway: unknown key"),
+    ("wrong type", "flavors: [{name: x, vcpus: two, ram_mb: 512, disk_gb: 1}]\n", "flavors[0].vcpus: expected an integer"),
+    ("bad IP", "management_ip: 10.0.0.300\n", "management_ip: expected an IPv4 address"),
+    ("bad CIDR", "network: {cidr: 10.0.0.1/24}\n", "network.cidr: expected an IPv4 network"),
+    ("bad CIDR text", "network: {cidr: tenant}\n", "network.cidr: expected an IPv4 network"),
+    ("gateway outside CIDR", "network: {cidr: 10.0.0.0/24, gateway: 10.0.1.1}\n", "network.gateway: 10.0.1.1 is not a host address"),
+    ("pool contains gateway", "network: {cidr: 10.0.0.0/24, gateway: 10.0.0.1, allocation_pool: {start: 10.0.0.1, end: 10.0.0.9}}\n",
+     "network.allocation_pool: the range"),
+    ("bad DNS", "network: {dns_servers: [dns.example]}\n", "network.dns_servers[0]: expected an IPv4 address"),
+    ("missing SSH key file", "ssh_public_key_file: /nonexistent/id.pub\n", "ssh_public_key_file: cannot read /nonexistent/id.pub"),
+    ("bad SSH key", "ssh_public_key: not-a-key\n", "ssh_public_key: expected one OpenSSH public key line"),
+    ("bad hostname", "hostname: Under_Score\n", "hostname: expected a lower-case DNS host name"),
+    ("unknown secret", "secrets: {root_password: abcdefgh12}\n", "secrets.root_password: unknown secret"),
+    ("weak secret", "secrets: {admin_password: short}\n", "secrets.admin_password: expected 8 to 128 characters"),
+    ("bool as port-like int", "flavors: [{name: x, vcpus: true, ram_mb: 512, disk_gb: 1}]\n", "flavors[0].vcpus: expected an integer"),
+]
+
+
+@pytest.mark.parametrize("label,text,message", BAD_SITES, ids=[b[0] for b in BAD_SITES])
+def test_bad_site_is_rejected_by_invoke_render(tmp_path, label, text, message):
+    site = tmp_path / "appliance.yaml"
+    site.write_text(text)
+    out = tmp_path / "out"
+    result = subprocess.run([str(ROOT / "inv"), "render", "--site", str(site), "--out", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {site}: "), lines[0]
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not out.exists(), "a rejected site must write nothing"
+
+
+def test_empty_site_is_all_defaults(tmp_path):
+    site = tmp_path / "appliance.yaml"
+    site.write_text("")
+    assert load_site(site) == SiteConfig()
+
+
+def test_defaults_derive_gateway_and_pool():
+    site = SiteConfig()
+    assert site.gateway() == "192.168.0.1"
+    pool = site.allocation_pool()
+    assert (pool.start, pool.end) == ("192.168.0.2", "192.168.0.254")
+
+
+def test_pool_below_a_last_address_gateway(tmp_path):
+    site = tmp_path / "s.yaml"
+    site.write_text("network: {cidr: 10.1.0.0/28, gateway: 10.1.0.14}\n")
+    pool = load_site(site).allocation_pool()
+    assert (pool.start, pool.end) == ("10.1.0.1", "10.1.0.13")
+
+
+def test_ssh_key_file_relative_to_site_file(tmp_path):
+    (tmp_path / "id.pub").write_text(KEY + "\n")
+    site = tmp_path / "s.yaml"
+    site.write_text("ssh_public_key_file: id.pub\nflavors: [{name: tiny, id: 1, vcpus: 1, ram_mb: 128, disk_gb: 1}]\n")
+    loaded = load_site(site)
+    assert loaded.flavors[0].id == 1 and loaded.ssh_public_key_file == "id.pub"
+
+
+def test_both_key_forms_are_refused(tmp_path):
+    (tmp_path / "id.pub").write_text(KEY)
+    site = tmp_path / "s.yaml"
+    site.write_text(f"ssh_public_key: {KEY}\nssh_public_key_file: id.pub\n")
+    with pytest.raises(ConfigError, match="ssh_public_key_file: give either"):
+        load_site(site)
+
+
+def test_render_without_site_uses_defaults(tmp_path):
+    result = subprocess.run([str(ROOT / "inv"), "render", "--profile", "xenial-newton", "--out", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "etc/keystone/keystone-paste.ini").exists()
+
+
+def test_unknown_profile_is_one_line(tmp_path):
+    result = subprocess.run([str(ROOT / "inv"), "render", "--profile", "jammy-zed", "--out", str(tmp_path / "o")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, xenial-newton)"
