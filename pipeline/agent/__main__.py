@@ -1,0 +1,46 @@
+"""`python3 -m pipeline.agent run|status` (installed as the `appliance` command)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import ApplianceError
+from .context import AgentContext, Paths
+from .journal import Journal
+from .runner import StepFailed, run_steps
+from .status import print_status
+from .steps import first_boot_steps
+from .system import LOG_PATH
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="appliance", description="The appliance's first-boot agent.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run (or resume) first boot; a finished appliance is left unchanged")
+    status = sub.add_parser("status", help="each first-boot step, and whether every service is up")
+    status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
+    status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
+    args = parser.parse_args(argv)
+    paths = Paths.from_environment()
+    try:
+        ctx = AgentContext.load(paths)
+        journal = Journal.load(paths.journal)
+        if args.command == "status":
+            return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
+        run_steps(first_boot_steps(ctx), journal, say, log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot")
+        return 0
+    except StepFailed as exc:
+        print(f"[firstboot] {exc}", file=sys.stderr)
+        return 1
+    except ApplianceError as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

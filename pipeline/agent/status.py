@@ -1,0 +1,71 @@
+"""`appliance status`: the first-boot journal and the health of every service."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from .context import AgentContext
+from .journal import DONE, FAILED, PENDING, RUNNING, Journal
+from .steps import first_boot_steps
+from .system import LOG_PATH
+
+
+def unit_states(units: list[str]) -> dict[str, str]:
+    out = subprocess.run(["systemctl", "is-active", *units], capture_output=True, text=True).stdout.split()
+    return dict(zip(units, out + ["unknown"] * (len(units) - len(out))))
+
+
+def api_health(ctx: AgentContext) -> list[str]:
+    """Compute services and network agents as the APIs report them (best effort)."""
+    from .steps_openstack import connect
+
+    try:
+        conn = connect(ctx)
+        lines = [f"  {s.binary:<28} {s.state}" for s in conn.compute.services()]
+        lines += [f"  {a.binary:<28} {'up' if a.is_alive else 'down'}" for a in conn.network.agents()]
+        return lines
+    except Exception as exc:
+        return [f"  (APIs not answering: {str(exc).splitlines()[0][:120]})"]
+
+
+def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: bool) -> int:
+    steps = first_boot_steps(ctx)
+    records = {s.name: journal.record(s.name) for s in steps}
+    done = sum(r.state == DONE for r in records.values())
+    failed = [n for n, r in records.items() if r.state == FAILED]
+    running = [n for n, r in records.items() if r.state == RUNNING]
+    units = unit_states(ctx.profile.units())
+    down = [u for u, state in units.items() if state != "active"]
+    if journal.completed_at and not down:
+        summary = "cloud ready"
+    elif failed:
+        summary = f"first boot FAILED at step {failed[0]}: {records[failed[0]].error} (see {LOG_PATH})"
+    elif running:
+        summary = f"first boot in progress: step {running[0]} ({done}/{len(steps)} done)"
+    elif journal.completed_at:
+        summary = f"first boot finished, but {len(down)} unit(s) not active: {', '.join(down)}"
+    else:
+        summary = f"first boot not finished ({done}/{len(steps)} steps done)"
+    print(f"appliance: {summary}")
+    if brief:
+        return 0 if summary == "cloud ready" else 1
+    print("\nfirst-boot steps:")
+    for step in steps:
+        rec = records[step.name]
+        took = f"{rec.seconds:.1f} s" if rec.seconds is not None else ""
+        state = rec.state if rec.state != PENDING else "pending"
+        line = f"  {step.name:<16} {state:<8} {took:>9}"
+        if rec.state == FAILED:
+            line += f"  {rec.error}"
+        print(line)
+    print("\nunits:")
+    for unit, state in units.items():
+        print(f"  {unit:<28} {state}")
+    if ask_api and journal.completed_at:
+        print("\nas the APIs report them:")
+        for line in api_health(ctx):
+            print(line)
+    if journal.completed_at:
+        print(f"\nfirst boot completed {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(journal.completed_at))}")
+    return 0 if summary == "cloud ready" else 1

@@ -1,0 +1,41 @@
+"""The first-boot steps, in order. Each is idempotent; the journal skips finished ones."""
+
+from __future__ import annotations
+
+from .context import AgentContext
+from .runner import Step
+from . import steps_cloud as cloud
+from . import steps_host as host
+from . import steps_infra as infra
+from . import steps_openstack as openstack
+
+
+def first_boot_steps(ctx: AgentContext) -> list[Step]:
+    def bind(func):
+        return lambda: func(ctx)
+
+    return [
+        Step("host", "site config, host name and management address", bind(host.host_identity),
+             still_done=lambda: ctx.paths.facts.exists()),
+        Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
+             still_done=lambda: ctx.paths.secrets.exists()),
+        Step("configs", "render the configuration files", bind(host.write_configs)),
+        Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
+        Step("databases", "service databases and users", bind(infra.service_databases),
+             still_done=bind(infra.databases_exist)),
+        Step("rabbitmq", "RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
+        Step("memcached", "memcached on the management address", bind(infra.memcached)),
+        Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone)),
+        Step("identity", "projects, users, roles, services and endpoints", bind(openstack.identity_resources),
+             still_done=bind(openstack.catalog_complete)),
+        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations)),
+        Step("services", "start the OpenStack services", bind(openstack.start_services)),
+        Step("services-up", "wait for services and agents, discover the compute host",
+             bind(openstack.services_report_up)),
+        Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
+        Step("flavors", "flavors", bind(cloud.flavors)),
+        Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
+        Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
+        Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
+             still_done=bind(cloud.network_exists)),
+    ]

@@ -1,0 +1,109 @@
+"""Infrastructure steps: MariaDB, RabbitMQ, memcached."""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import ApplianceError
+from .context import AgentContext
+from .system import enable_and_start, run, wait_for
+
+MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _identifier(name: str) -> str:
+    # Database and user names cannot be query parameters; they come from the profile and
+    # are checked here so that no quoting question arises.
+    if not _IDENTIFIER.match(name):
+        raise ApplianceError(f"refusing unusual database identifier {name!r}")
+    return name
+
+
+def _mariadb_unit(ctx: AgentContext) -> str:
+    return ctx.profile.service("mariadb").units[0]
+
+
+def mariadb_connect():
+    import pymysql
+
+    # root authenticates by unix socket only; no root password exists.
+    return pymysql.connect(unix_socket=MARIADB_SOCKET, user="root", autocommit=True)
+
+
+def secure_mariadb(ctx: AgentContext) -> None:
+    enable_and_start([_mariadb_unit(ctx)])
+    wait_for("MariaDB", lambda: mariadb_connect().close() is None, timeout=120)
+    conn = mariadb_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT User, Host FROM mysql.user WHERE User = '' OR (User = 'root' AND Host <> 'localhost')")
+            for user, host in cur.fetchall():
+                cur.execute("DROP USER %s@%s", (user, host))
+            cur.execute("DROP DATABASE IF EXISTS test")
+            cur.execute("DELETE FROM mysql.db WHERE Db = 'test' OR Db LIKE 'test\\\\_%%'")
+            cur.execute("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket")
+            cur.execute("FLUSH PRIVILEGES")
+    finally:
+        conn.close()
+
+
+def service_databases(ctx: AgentContext) -> None:
+    secrets = ctx.secrets
+    conn = mariadb_connect()
+    try:
+        with conn.cursor() as cur:
+            for svc in ctx.profile.services:
+                if not svc.databases:
+                    continue
+                user = _identifier(svc.db_user)
+                password = secrets[f"{svc.db_user}_db_password"]
+                for host in ("localhost", "%"):
+                    cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (user, host, password))
+                    # Converges a user left with another password by an earlier, interrupted run.
+                    cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
+                for database in svc.databases:
+                    name = _identifier(database)
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}`")
+                    for host in ("localhost", "%"):
+                        cur.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO %s@%s", (user, host))
+            cur.execute("FLUSH PRIVILEGES")
+    finally:
+        conn.close()
+
+
+def databases_exist(ctx: AgentContext) -> bool:
+    wanted = {db for svc in ctx.profile.services for db in svc.databases}
+    try:
+        conn = mariadb_connect()
+    except Exception:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            return wanted <= {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def rabbitmq_users() -> set[str]:
+    out = run(["rabbitmqctl", "-q", "list_users"]).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip() and not line.startswith("user")}
+
+
+def rabbitmq(ctx: AgentContext) -> None:
+    enable_and_start([ctx.profile.service("rabbitmq").units[0]])
+    run(["rabbitmqctl", "await_startup"], timeout=180)
+    password = ctx.secrets["rabbitmq_password"]
+    # rabbitmqctl reads the password from stdin when it is left off the command line.
+    if "openstack" in rabbitmq_users():
+        run(["rabbitmqctl", "change_password", "openstack"], stdin=password + "\n")
+    else:
+        run(["rabbitmqctl", "add_user", "openstack"], stdin=password + "\n")
+    run(["rabbitmqctl", "set_permissions", "openstack", ".*", ".*", ".*"])
+    if "guest" in rabbitmq_users():
+        run(["rabbitmqctl", "delete_user", "guest"])
+
+
+def memcached(ctx: AgentContext) -> None:
+    enable_and_start(list(ctx.profile.service("memcached").units))

@@ -1,0 +1,152 @@
+"""OpenStack steps: Keystone, the identity resources, schema migrations, services."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .context import AgentContext
+from .system import enable_and_start, http_answers, run, wait_for
+
+SERVICE_ROLES = ("admin", "service")
+
+
+def keystone(ctx: AgentContext) -> None:
+    """Keystone's schema, key repositories and bootstrap (admin user, region, endpoints)."""
+    run(["keystone-manage", "db_sync"], user="keystone")
+    if not Path("/etc/keystone/fernet-keys/0").exists():
+        run(["keystone-manage", "fernet_setup", "--keystone-user", "keystone", "--keystone-group", "keystone"])
+    if not Path("/etc/keystone/credential-keys/0").exists():
+        run(["keystone-manage", "credential_setup", "--keystone-user", "keystone", "--keystone-group", "keystone"])
+    # bootstrap converges: it creates what is missing and resets the admin password.
+    run(["keystone-manage", "bootstrap",
+         "--bootstrap-admin-url", ctx.keystone_url(admin=True) + "/",
+         "--bootstrap-internal-url", ctx.keystone_url(admin=True) + "/",
+         "--bootstrap-public-url", ctx.keystone_url() + "/",
+         "--bootstrap-region-id", ctx.site.region],
+        env={"OS_BOOTSTRAP_PASSWORD": ctx.secrets["admin_password"]})
+    Path("/var/lib/keystone/keystone.db").unlink(missing_ok=True)
+    enable_and_start(list(ctx.profile.service("keystone").units))
+    wait_for("Keystone API", lambda: http_answers(ctx.keystone_url()), timeout=120)
+
+
+def connect(ctx: AgentContext, user: str = "admin", project: str = "admin"):
+    import openstack
+
+    password = ctx.secrets[f"{user}_password"]
+    return openstack.connect(
+        auth_url=ctx.keystone_url(admin=user == "admin"), username=user, password=password,
+        project_name=project, user_domain_name="Default", project_domain_name="Default",
+        region_name=ctx.site.region, identity_api_version="3", load_yaml_config=False, load_envvars=False,
+    )
+
+
+def _ensure_project(conn, name: str, description: str):
+    return conn.identity.find_project(name, domain_id="default") or conn.identity.create_project(
+        name=name, description=description, domain_id="default")
+
+
+def _ensure_role(conn, name: str):
+    return conn.identity.find_role(name) or conn.identity.create_role(name=name)
+
+
+def _ensure_user(conn, name: str, password: str, project):
+    user = conn.identity.find_user(name, domain_id="default")
+    if user is None:
+        return conn.identity.create_user(name=name, password=password, domain_id="default",
+                                         default_project_id=project.id)
+    return conn.identity.update_user(user, password=password)
+
+
+def _grant(conn, project, user, role) -> None:
+    conn.identity.assign_project_role_to_user(project, user, role)
+
+
+def identity_resources(ctx: AgentContext) -> None:
+    conn = connect(ctx)
+    secrets = ctx.secrets
+    service_project = _ensure_project(conn, "service", "Service Project")
+    lxc_project = _ensure_project(conn, "lxc", "LXC User Project")
+    lxc_user = _ensure_user(conn, "lxc", secrets["lxc_password"], lxc_project)
+    for role_name in ("user", "member"):
+        _grant(conn, lxc_project, lxc_user, _ensure_role(conn, role_name))
+    roles = [_ensure_role(conn, name) for name in SERVICE_ROLES]
+    for svc in ctx.profile.services:
+        if svc.service_user:
+            user = _ensure_user(conn, svc.service_user, secrets[f"{svc.service_user}_password"], service_project)
+            for role in roles:
+                _grant(conn, service_project, user, role)
+    for endpoint in ctx.profile.endpoints():
+        _ensure_catalog_entry(conn, endpoint, ctx.controller, ctx.site.region)
+
+
+def _ensure_catalog_entry(conn, endpoint, host: str, region: str) -> None:
+    service = next((s for s in conn.identity.services() if s.type == endpoint.type), None)
+    if service is None:
+        service = conn.identity.create_service(name=endpoint.name, type=endpoint.type,
+                                               description=endpoint.description)
+    url = endpoint.url.format(host=host)
+    existing = {e.interface: e for e in conn.identity.endpoints(service_id=service.id) if e.region_id == region}
+    for interface in ("public", "internal", "admin"):
+        current = existing.get(interface)
+        if current is None:
+            conn.identity.create_endpoint(service_id=service.id, interface=interface, url=url, region_id=region)
+        elif current.url != url:
+            conn.identity.update_endpoint(current, url=url)
+
+
+def catalog_complete(ctx: AgentContext) -> bool:
+    try:
+        conn = connect(ctx)
+        types = {s.type for s in conn.identity.services()}
+    except Exception:
+        return False
+    return {e.type for e in ctx.profile.endpoints()} <= types
+
+
+def schema_migrations(ctx: AgentContext) -> None:
+    """Every service's schema; each command is a no-op on an up-to-date database."""
+    profile = ctx.profile
+    if profile.has_service("glance"):
+        run(["glance-manage", "db_sync"], user="glance")
+    if profile.has_service("placement"):
+        run(["placement-manage", "db", "sync"], user="placement")
+    run(["nova-manage", "api_db", "sync"], user="nova")
+    if "nova_cell0" in profile.service("nova").databases:
+        run(["nova-manage", "cell_v2", "map_cell0"], user="nova")
+        cells = run(["nova-manage", "cell_v2", "list_cells"], user="nova").stdout
+        if " cell1 " not in cells:
+            run(["nova-manage", "cell_v2", "create_cell", "--name=cell1"], user="nova")
+    run(["nova-manage", "db", "sync"], user="nova")
+    run(["neutron-db-manage", "--config-file", "/etc/neutron/neutron.conf",
+         "--config-file", "/etc/neutron/plugins/ml2/ml2_conf.ini", "upgrade", "head"], user="neutron")
+
+
+def start_services(ctx: AgentContext) -> None:
+    infra = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client"}
+    units = [u for svc in ctx.profile.services if svc.name not in infra for u in svc.units]
+    enable_and_start(units)
+
+
+def services_report_up(ctx: AgentContext) -> None:
+    conn = connect(ctx)
+    hostname = ctx.controller
+    wanted_compute = {"nova-conductor", "nova-scheduler", "nova-compute"}
+    wanted_agents = {"neutron-linuxbridge-agent", "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"}
+
+    def compute_up() -> bool:
+        up = {s.binary for s in conn.compute.services() if s.state == "up" and s.status == "enabled"}
+        return wanted_compute <= up
+
+    def agents_alive() -> bool:
+        alive = {a.binary for a in conn.network.agents() if a.is_alive}
+        return wanted_agents <= alive
+
+    wait_for("Nova services (conductor, scheduler, compute)", compute_up, timeout=300, interval=2)
+    wait_for("Neutron agents (linuxbridge, DHCP, L3, metadata)", agents_alive, timeout=300, interval=2)
+    run(["nova-manage", "cell_v2", "discover_hosts", "--verbose"], user="nova")
+
+    def hypervisor_known() -> bool:
+        return any(h.name.split(".")[0] == hostname for h in conn.compute.hypervisors())
+
+    wait_for(f"hypervisor {hostname}", hypervisor_known, timeout=120, interval=2)
+
