@@ -59,16 +59,56 @@ def build(c, profile=DEFAULT_PROFILE):
     run_build(profile, ARTIFACTS / profile)
 
 
-@task
-def boot(c):
-    """Boot the built appliance locally (systemd-nspawn or qemu)."""
-    not_built_yet("boot", 5)
+@task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
+            "site": "site config to place at /etc/appliance/appliance.yaml",
+            "wait": "wait until first boot has finished", "vm": "boot the qcow2 under qemu instead"})
+@operator_errors
+def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False):
+    """Boot the built appliance locally in systemd-nspawn (no uplink); --stop tears it down."""
+    from pipeline.harness import local
+
+    if vm:
+        not_built_yet("boot --vm", 5)
+    if stop:
+        local.stop(profile)
+        return
+    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None)
+    if wait:
+        local.wait_for_first_boot(state)
 
 
-@task
-def smoke(c, target=None):
-    """Check a booted appliance: host checks and the reference workflow."""
-    not_built_yet("smoke", 5)
+@task(help={"profile": PROFILE_HELP})
+@operator_errors
+def shell(c, profile=DEFAULT_PROFILE):
+    """Open a root shell inside the locally booted appliance."""
+    import os
+
+    from pipeline.harness import local, nspawn
+
+    state = local.running_state(profile)
+    os.execvp("nsenter", ["nsenter", "--target", str(nspawn.leader_pid(state)), "--mount", "--uts", "--ipc",
+                          "--net", "--pid", "--cgroup", "--", "/bin/bash", "-l"])
+
+
+@task(help={"target": "testinfra host spec (ssh://root@host); default: the appliance `invoke boot` started",
+            "profile": PROFILE_HELP, "identity": "SSH private key for the target", "host_only": "skip the API workflow"})
+@operator_errors
+def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=False):
+    """Check a booted appliance: host checks and the reference workflow; ends with `N passed, N failed`."""
+    from pipeline.harness import local
+
+    command = [sys.executable, "-m", "pipeline.smoke"]
+    if target is None:
+        state = local.running_state(profile)
+        command = ["ip", "netns", "exec", state.netns, *command, "--target", local.harness_target(),
+                   "--identity", str(local.harness_key(profile))]
+    else:
+        command += ["--target", target] + (["--identity", identity] if identity else [])
+    if host_only:
+        command.append("--host-only")
+    result = c.run(" ".join(_quote(a) for a in command), warn=True, pty=False)
+    if result.exited != 0:
+        raise Exit(code=result.exited)
 
 
 @task

@@ -20,8 +20,10 @@ def say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="appliance", description="The appliance's first-boot agent.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run (or resume) first boot; a finished appliance is left unchanged")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run (or resume) first boot; the default command")
+    run.add_argument("--again", action="store_true",
+                     help="re-check every step even though first boot completed (each converges)")
     status = sub.add_parser("status", help="each first-boot step, and whether every service is up")
     status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
     status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
@@ -32,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         journal = Journal.load(paths.journal)
         if args.command == "status":
             return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
-        run_steps(first_boot_steps(ctx), journal, say, log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot")
+        again = getattr(args, "again", False)
+        if journal.completed_at and not again:
+            say("[firstboot] first boot completed earlier; nothing to do")
+            return 0
+        run_steps(first_boot_steps(ctx), journal, say, log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot",
+                  rerun_all=again)
+        paths.done_marker.touch()
         return 0
     except StepFailed as exc:
         print(f"[firstboot] {exc}", file=sys.stderr)

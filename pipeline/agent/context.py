@@ -18,7 +18,7 @@ from .facts import load_facts
 @dataclass(frozen=True)
 class Paths:
     profile: Path = Path("/usr/share/appliance/profile.yaml")
-    images: Path = Path("/usr/share/appliance/images")
+    images: Path = Path("/var/lib/appliance/images")
     config_dir: Path = Path("/etc/appliance")
     state_dir: Path = Path("/var/lib/appliance")
 
@@ -37,6 +37,11 @@ class Paths:
     @property
     def journal(self) -> Path:
         return self.state_dir / "firstboot.json"
+
+    @property
+    def done_marker(self) -> Path:
+        """Exists once first boot finished; the unit's ConditionPathExists checks it."""
+        return self.state_dir / "firstboot.done"
 
     @property
     def private_key(self) -> Path:

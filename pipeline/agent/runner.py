@@ -29,8 +29,10 @@ class StepFailed(ApplianceError):
         super().__init__(f"step {step} failed: {reason} (see {log_hint})")
 
 
-def run_steps(steps: list[Step], journal: Journal, say: Say, *, log_hint: str) -> dict[str, float]:
-    """Run every step not yet done; stop at the first failure. Returns seconds per step run."""
+def run_steps(steps: list[Step], journal: Journal, say: Say, *, log_hint: str,
+              rerun_all: bool = False) -> dict[str, float]:
+    """Run every step not yet done (every step with ``rerun_all``); stop at the first
+    failure. Returns seconds per step run."""
     names = [s.name for s in steps]
     if len(set(names)) != len(names):
         raise ValueError("step names must be unique")
@@ -39,7 +41,7 @@ def run_steps(steps: list[Step], journal: Journal, say: Say, *, log_hint: str) -
     began = time.monotonic()
     for index, step in enumerate(steps, 1):
         prefix = f"[firstboot] ({index}/{total}) {step.name}"
-        if journal.is_done(step.name) and (step.still_done is None or step.still_done()):
+        if not rerun_all and journal.is_done(step.name) and (step.still_done is None or step.still_done()):
             say(f"{prefix}: done already")
             continue
         say(f"{prefix}: {step.description} ...")

@@ -106,3 +106,11 @@ def test_named_interface_wins():
 def test_no_address_names_the_fix():
     with pytest.raises(ApplianceError, match="set management_ip"):
         pick_management_address([], ADDRS[:1], None)
+
+
+def test_rerun_all_runs_every_step_again(tmp_path):
+    journal_path = tmp_path / "journal.json"
+    run_steps(make_steps([]), Journal.load(journal_path), lambda _: None, log_hint="log")
+    calls = []
+    run_steps(make_steps(calls), Journal.load(journal_path), lambda _: None, log_hint="log", rerun_all=True)
+    assert calls == ["a", "b", "c"]

@@ -1,0 +1,1 @@
+"""Booting built appliances locally: systemd-nspawn (fast path) and qemu (full path)."""

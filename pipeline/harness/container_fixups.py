@@ -1,0 +1,89 @@
+"""Adjustments an appliance needs only when it runs as a systemd-nspawn container.
+
+They are written into the overlay above the read-only image, so the image a VM or a bare
+metal host boots never carries them. Each answers an obstacle measured on these hosts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# - machined: libvirt asks it to register each instance and fails ("NoMachineForPID");
+#   without it libvirt manages the instance's cgroups itself.
+# - udevd: rewrites the MAC address libvirt gives an instance's veth, breaking DHCP.
+# - networkd-wait-online: waits 120 s for links nobody manages in the container.
+MASKED_UNITS = (
+    "systemd-machined.service",
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-networkd-wait-online.service",
+)
+MACHINED_DBUS_ACTIVATION = "usr/share/dbus-1/system-services/org.freedesktop.machine1.service"
+LOOP_NODES = 64
+
+FIXUP_SCRIPT = f"""#!/bin/sh
+# nspawn mounts the cgroup v1 controllers read-only, but libvirt's LXC driver must create
+# cgroups for instances: make them writable (a bind remount; a plain remount,rw fails).
+for dir in /sys/fs/cgroup/*/; do
+    dir=${{dir%/}}
+    if grep -q " $dir cgroup " /proc/self/mounts; then
+        mount -o remount,bind,rw "$dir" || true
+    fi
+done
+# Nova attaches instance disks through loop devices; the container's /dev has none. They
+# are made here rather than bind-mounted from the host: Nova's umount of a bind-mounted
+# node unmounts the node itself and leaks the host's loop device.
+[ -e /dev/loop-control ] || mknod -m 0660 /dev/loop-control c 10 237
+i=0
+while [ $i -lt {LOOP_NODES} ]; do
+    [ -e /dev/loop$i ] || mknod -m 0660 /dev/loop$i b 7 $i
+    i=$((i + 1))
+done
+"""
+
+FIXUP_UNIT = """[Unit]
+Description=Container-only adjustments for the appliance (nspawn harness)
+DefaultDependencies=no
+After=sys-fs-fuse-connections.mount
+Before=sysinit.target libvirtd.service appliance-firstboot.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/appliance-container-fixups
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+
+def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None) -> None:
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in MASKED_UNITS:
+        link = units / unit
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to("/dev/null")
+    (root / MACHINED_DBUS_ACTIVATION).unlink(missing_ok=True)
+    script = root / "usr/local/sbin/appliance-container-fixups"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(FIXUP_SCRIPT)
+    script.chmod(0o755)
+    (units / "appliance-container-fixups.service").write_text(FIXUP_UNIT)
+    wants = units / "sysinit.target.wants"
+    wants.mkdir(exist_ok=True)
+    link = wants / "appliance-container-fixups.service"
+    if not link.is_symlink():
+        link.symlink_to("/etc/systemd/system/appliance-container-fixups.service")
+    if site_yaml is not None:
+        site = root / "etc/appliance/appliance.yaml"
+        site.parent.mkdir(parents=True, exist_ok=True)
+        site.write_text(site_yaml)
+    if authorized_key:
+        ssh = root / "root/.ssh"
+        ssh.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys = ssh / "authorized_keys"
+        keys.write_text(authorized_key.strip() + "\n")
+        keys.chmod(0o600)

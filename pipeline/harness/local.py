@@ -1,0 +1,89 @@
+"""The local boot harness as the tasks use it: boot, wait for first boot, stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import ApplianceError
+from . import nspawn
+
+BOOT_ROOT = Path("/var/tmp/appliance-boot")
+
+
+def state_dir(profile: str) -> Path:
+    return BOOT_ROOT / profile
+
+
+def harness_key(profile: str) -> Path:
+    """An SSH key of the harness's own, so `invoke smoke` can log in as root."""
+    key = BOOT_ROOT / "keys" / "harness_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "appliance-harness", "-f", str(key)],
+                       check=True)
+    return key
+
+
+def harness_target() -> str:
+    return f"ssh://root@{nspawn.MANAGEMENT_IP}"
+
+
+def boot(profile: str, artifacts: Path, *, site: Path | None = None, say=print) -> nspawn.BootState:
+    image = artifacts / profile / "appliance.raw"
+    key = harness_key(profile)
+    site_yaml = site.read_text(encoding="utf-8") if site else None
+    state = nspawn.boot(image, profile, state_dir(profile), site_yaml=site_yaml,
+                        authorized_key=key.with_suffix(".pub").read_text(), say=say)
+    say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
+    say(f"[boot]       or: ./inv shell --profile {profile}")
+    return state
+
+
+def running_state(profile: str) -> nspawn.BootState:
+    state = nspawn.BootState.load(state_dir(profile))
+    if state is None or not nspawn.pid_alive(state.nspawn_pid):
+        raise ApplianceError(f"no {profile} appliance is running; `./inv boot --profile {profile}` first")
+    return state
+
+
+def read_journal(state: nspawn.BootState) -> dict | None:
+    try:
+        result = nspawn.exec_in(state, ["cat", "/var/lib/appliance/firstboot.json"], timeout=30)
+    except ApplianceError:
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return None  # caught mid-replace; the next poll sees it whole
+
+
+def wait_for_first_boot(state: nspawn.BootState, *, timeout: float = 1800, say=print) -> dict:
+    """Follow the first-boot journal until it completes; raise on a failed step."""
+    start = time.monotonic()
+    reported: dict[str, str] = {}
+    while True:
+        if not nspawn.pid_alive(state.nspawn_pid):
+            raise ApplianceError(f"the appliance container exited during first boot (console: {state.console_log})")
+        journal = read_journal(state) or {"steps": {}}
+        for name, rec in journal["steps"].items():
+            if reported.get(name) != rec["state"]:
+                reported[name] = rec["state"]
+                took = f" in {rec['seconds']:.1f} s" if rec.get("seconds") is not None else ""
+                say(f"[first boot +{time.monotonic() - start:5.0f} s] {name}: {rec['state']}{took}")
+                if rec["state"] == "failed":
+                    raise ApplianceError(f"first-boot step {name} failed: {rec.get('error')}")
+        if journal.get("completed_at"):
+            say(f"[first boot] cloud ready after {time.monotonic() - start:.0f} s of waiting")
+            return journal
+        if time.monotonic() - start > timeout:
+            raise ApplianceError(f"first boot did not finish within {timeout:.0f} s")
+        time.sleep(3)
+
+
+def stop(profile: str, *, say=print) -> None:
+    nspawn.stop(state_dir(profile), say=say)

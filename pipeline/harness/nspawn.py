@@ -1,0 +1,235 @@
+"""Booting the built appliance locally with systemd-nspawn, isolated and disposable.
+
+The raw image's root partition is attached read-only and covered by an overlay, so the
+artifact stays clean. The container gets its own network namespace with a management
+interface and no uplink. Adjustments that only a container needs are written into the
+overlay, never into the image a VM would boot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import ApplianceError
+from . import container_fixups
+from .host import ensure_commands
+
+MANAGEMENT_CIDR = "10.254.0.10/24"
+MANAGEMENT_IP = MANAGEMENT_CIDR.split("/")[0]
+
+
+@dataclass
+class BootState:
+    name: str
+    image: str
+    state_dir: str
+    netns: str
+    loop_device: str = ""
+    nspawn_pid: int = 0
+    started_at: float = 0.0
+
+    @property
+    def lower(self) -> Path:
+        return Path(self.state_dir) / "lower"
+
+    @property
+    def merged(self) -> Path:
+        return Path(self.state_dir) / "root"
+
+    @property
+    def console_log(self) -> Path:
+        return Path(self.state_dir) / "console.log"
+
+    @property
+    def file(self) -> Path:
+        return Path(self.state_dir) / "state.json"
+
+    def save(self) -> None:
+        self.file.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, state_dir: Path) -> "BootState | None":
+        try:
+            return cls(**json.loads((state_dir / "state.json").read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise ApplianceError(f"{' '.join(cmd)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def root_partition(image: Path) -> tuple[int, int]:
+    """(offset, size) in bytes of the largest partition: the root filesystem."""
+    table = json.loads(_run(["sfdisk", "--json", str(image)]).stdout)["partitiontable"]
+    sector = table.get("sectorsize", 512)
+    largest = max(table["partitions"], key=lambda p: p["size"])
+    return largest["start"] * sector, largest["size"] * sector
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _join_own_cgroups(name: str) -> None:
+    """Runs in the child before exec: give nspawn cgroups of its own in every v1
+    hierarchy (the host's PID 1 is not systemd, so nobody else makes them)."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for ctrl in controllers.split(","):
+            own[ctrl.replace("name=", "")] = path
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        if hierarchy.name == "unified" or not (hierarchy / "cgroup.procs").exists():
+            continue
+        current = own.get(hierarchy.name, "/")
+        target = hierarchy / current.lstrip("/") / f"appliance-{name}"
+        try:
+            target.mkdir(exist_ok=True)
+            (target / "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass  # a hierarchy we may not write to; nspawn copes with what it gets
+
+
+def make_netns(netns: str) -> None:
+    _run(["ip", "netns", "add", netns])
+    _run(["ip", "-n", netns, "link", "set", "lo", "up"])
+    _run(["ip", "-n", netns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt1"])
+    _run(["ip", "-n", netns, "addr", "add", MANAGEMENT_CIDR, "dev", "mgmt0"])
+    for link in ("mgmt0", "mgmt1"):
+        _run(["ip", "-n", netns, "link", "set", link, "up"])
+
+
+def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
+         say=print) -> BootState:
+    ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
+                     "nsenter": "util-linux", "ip": "iproute2"})
+    if not image.is_file():
+        raise ApplianceError(f"{image} does not exist; run `./inv build` first")
+    existing = BootState.load(state_dir)
+    if existing and pid_alive(existing.nspawn_pid):
+        raise ApplianceError(f"appliance {name} is already running (pid {existing.nspawn_pid}); `./inv boot --stop` first")
+    if existing:
+        stop(state_dir, say=say)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}")
+    for sub in ("lower", "upper", "work", "root"):
+        (state_dir / sub).mkdir(exist_ok=True)
+    state.save()
+    try:
+        offset, size = root_partition(image)
+        state.loop_device = _run(["losetup", "--find", "--show", "--read-only", "--offset", str(offset),
+                                  "--sizelimit", str(size), str(image)]).stdout.strip()
+        state.save()
+        _run(["mount", "-o", "ro,noload", state.loop_device, str(state.lower)])
+        _run(["mount", "-t", "overlay", "overlay", "-o",
+              f"lowerdir={state.lower},upperdir={state_dir / 'upper'},workdir={state_dir / 'work'}", str(state.merged)])
+        container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key)
+        make_netns(state.netns)
+        state.nspawn_pid = _start_nspawn(state)
+        state.started_at = time.time()
+        state.save()
+    except BaseException:
+        stop(state_dir, say=say)
+        raise
+    say(f"[boot] {name} booting (nspawn pid {state.nspawn_pid}); console: {state.console_log}")
+    return state
+
+
+def _start_nspawn(state: BootState) -> int:
+    cmd = ["systemd-nspawn", "--boot", "--quiet", "-D", str(state.merged), f"--machine={state.name}",
+           f"--network-namespace-path=/run/netns/{state.netns}", "--capability=all", "--register=no",
+           "--keep-unit", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+           "--bind=/dev/fuse", "--bind=/dev/net/tun", "--console=passive"]
+    env = {**os.environ, "SYSTEMD_SECCOMP": "0"}
+    console = open(state.console_log, "ab")
+    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
+                               start_new_session=True, preexec_fn=lambda: _join_own_cgroups(state.name))
+    console.close()
+    time.sleep(1)
+    if process.poll() is not None:
+        tail = state.console_log.read_text(errors="replace")[-600:]
+        raise ApplianceError(f"systemd-nspawn exited at once ({process.returncode}): {tail}")
+    return process.pid
+
+
+def leader_pid(state: BootState) -> int:
+    """The container's init: nspawn's child (not nspawn, and not a wrapper shell)."""
+    children = Path(f"/proc/{state.nspawn_pid}/task/{state.nspawn_pid}/children")
+    try:
+        pids = children.read_text().split()
+    except FileNotFoundError:
+        raise ApplianceError(f"appliance {state.name} is not running") from None
+    if not pids:
+        raise ApplianceError(f"appliance {state.name} has no init process yet")
+    return int(pids[0])
+
+
+def exec_in(state: BootState, cmd: list[str], *, timeout: float = 600, check: bool = False,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+    full = ["nsenter", "--target", str(leader_pid(state)), "--mount", "--uts", "--ipc", "--net", "--pid",
+            "--cgroup", "--", *cmd]
+    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=stdin)
+    if check and result.returncode != 0:
+        raise ApplianceError(f"in appliance: {' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-400:]}")
+    return result
+
+
+def stop(state_dir: Path, *, say=print) -> None:
+    """Power the container off and release every loop device, mount and namespace."""
+    state = BootState.load(state_dir)
+    if state is None:
+        return
+    if pid_alive(state.nspawn_pid):
+        os.kill(state.nspawn_pid, signal.SIGTERM)  # nspawn forwards it as a poweroff request
+        deadline = time.monotonic() + 90
+        while pid_alive(state.nspawn_pid) and time.monotonic() < deadline:
+            _reap(state.nspawn_pid)
+            time.sleep(0.5)
+        if pid_alive(state.nspawn_pid):
+            os.killpg(state.nspawn_pid, signal.SIGKILL)
+            time.sleep(1)
+            _reap(state.nspawn_pid)
+    release_instance_loops(state)
+    for mountpoint in (state.merged, state.lower):
+        if os.path.ismount(mountpoint):
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    if state.loop_device:
+        subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)
+    subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
+    shutil.rmtree(state_dir / "upper", ignore_errors=True)
+    shutil.rmtree(state_dir / "work", ignore_errors=True)
+    state.file.unlink(missing_ok=True)
+    say(f"[boot] {state.name} stopped; loop devices, mounts and namespace released")
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def release_instance_loops(state: BootState) -> None:
+    """Nova attaches instance disks to the host's loop devices; detach any it left."""
+    listing = subprocess.run(["losetup", "--list", "--json"], capture_output=True, text=True).stdout
+    for dev in json.loads(listing or '{"loopdevices": []}').get("loopdevices", []):
+        backing = dev.get("back-file") or ""
+        if "/var/lib/nova/instances/" in backing or backing.startswith(str(state.merged)):
+            subprocess.run(["losetup", "-d", dev["name"]], capture_output=True)

@@ -1,0 +1,57 @@
+"""`python -m pipeline.smoke --target SPEC`: host checks, then the API workflow."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+
+from .host_checks import run_host_checks
+from .report import Report, Result
+
+WORKFLOW = Path(__file__).with_name("api_workflow.py")
+
+
+def run_api_workflow(host, report: Report, timeout: int = 1200) -> None:
+    """Send the workflow's source over the connection and run it on the appliance."""
+    payload = base64.b64encode(WORKFLOW.read_bytes()).decode()
+    start = time.monotonic()
+    result = host.run(f"echo {payload} | base64 -d | timeout {timeout} python3 -")
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    for line in lines:
+        data = json.loads(line)
+        report.add(Result(data["name"], data["passed"], data["seconds"], data["detail"]))
+    if result.rc != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        report.add(Result("API workflow ran to the end", False, time.monotonic() - start, f"exit {result.rc}: {tail}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smoke", description="Check a booted appliance.")
+    parser.add_argument("--target", required=True, help="testinfra host spec, e.g. ssh://root@cloud1")
+    parser.add_argument("--identity", help="SSH private key for the target")
+    parser.add_argument("--host-only", action="store_true", help="skip the API workflow")
+    args = parser.parse_args(argv)
+
+    import testinfra
+
+    options = {}
+    if args.identity:
+        options["ssh_identity_file"] = args.identity
+    options["ssh_extra_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+    host = testinfra.get_host(args.target, **options)
+    report = Report()
+    print(f"smoke: {args.target}", flush=True)
+    if report.check("target reachable", lambda: host.check_output("true") or None):
+        run_host_checks(host, report)
+        if not args.host_only:
+            run_api_workflow(host, report)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

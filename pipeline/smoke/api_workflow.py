@@ -1,0 +1,161 @@
+"""The reference workflow through the OpenStack APIs, run ON the appliance.
+
+`invoke smoke` sends this file's source over the target connection and runs it with the
+appliance's python3, so it needs only what the appliance has (openstacksdk and the
+installed pipeline package). It prints one JSON line per check.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+INSTANCE = "lxc_instance"
+
+
+def emit(name, passed, seconds, detail=""):
+    print(json.dumps({"name": name, "passed": passed, "seconds": round(seconds, 2), "detail": detail}), flush=True)
+
+
+def check(name, func):
+    start = time.monotonic()
+    try:
+        detail = func() or ""
+        emit(name, True, time.monotonic() - start, detail)
+        return True
+    except Exception as exc:
+        emit(name, False, time.monotonic() - start, (str(exc) or type(exc).__name__).splitlines()[0][:400])
+        return False
+
+
+def wait(what, probe, timeout, interval=1.0):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+def sh(cmd, timeout=60):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def main():
+    import openstack
+
+    from pipeline.agent.context import AgentContext, Paths
+
+    site = AgentContext.load(Paths()).site
+    state = {}
+
+    def connect(cloud):
+        conn = openstack.connect(cloud=cloud)
+        conn.authorize()
+        return conn
+
+    def tokens():
+        state["admin"] = connect("admin")
+        state["lxc"] = connect("lxc")
+
+    if not check("token for admin and lxc", tokens):
+        return
+    admin, lxc = state["admin"], state["lxc"]
+
+    def catalog():
+        have = {s.type for s in admin.identity.services()}
+        missing = {"identity", "image", "compute", "placement", "network"} - have
+        assert not missing, f"missing from the catalog: {sorted(missing)}"
+
+    def compute_up():
+        up = {s.binary for s in admin.compute.services() if s.state == "up" and s.status == "enabled"}
+        missing = {"nova-conductor", "nova-scheduler", "nova-compute"} - up
+        assert not missing, f"not up: {sorted(missing)}"
+
+    def agents_up():
+        alive = {a.binary for a in admin.network.agents() if a.is_alive and a.is_admin_state_up}
+        wanted = {"neutron-linuxbridge-agent", "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"}
+        assert not wanted - alive, f"not alive: {sorted(wanted - alive)}"
+
+    def image_active():
+        image = admin.image.find_image(site.image_name)
+        assert image is not None, f"no image {site.image_name}"
+        assert image.status == "active", f"image is {image.status}"
+
+    check("catalog has every service", catalog)
+    check("compute services up", compute_up)
+    check("network agents alive", agents_up)
+    check("LXC image active", image_active)
+
+    def create():
+        for old in lxc.compute.servers(name=INSTANCE):
+            lxc.compute.delete_server(old)
+            lxc.compute.wait_for_delete(old, wait=120)
+        network = lxc.network.find_network(site.network.name)
+        server = lxc.compute.create_server(
+            name=INSTANCE, flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
+            image_id=lxc.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
+            security_groups=[{"name": "default"}], key_name=site.keypair_name)
+        state["created"] = time.monotonic()
+        server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+        state["server"] = server
+        state["network"] = network
+        return f"ACTIVE {time.monotonic() - state['created']:.1f} s after create"
+
+    if not check("server create -> ACTIVE", create):
+        return
+    server, network = state["server"], state["network"]
+
+    def address():
+        ips = [a["addr"] for a in server.addresses.get(network.name, []) if a.get("version") == 4]
+        assert ips, f"no IPv4 address on {network.name}: {server.addresses}"
+        state["ip"] = ips[0]
+        return ips[0]
+
+    def dhcp_namespace():
+        return f"qdhcp-{network.id}"
+
+    def ping():
+        ns = dhcp_namespace()
+        wait("ping reply", lambda: sh(["ip", "netns", "exec", ns, "ping", "-c1", "-W1", state["ip"]]).returncode == 0,
+             timeout=90)
+        return f"from {ns}, {time.monotonic() - state['created']:.1f} s after create"
+
+    def ssh():
+        ns = dhcp_namespace()
+        cmd = ["ip", "netns", "exec", ns, "ssh", "-i", "/etc/appliance/lxckey", "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+               f"root@{state['ip']}", "cat /proc/1/comm; hostname"]
+        result = wait("SSH login", lambda: (r := sh(cmd, timeout=30)).returncode == 0 and r, timeout=120, interval=2)
+        return f"{result.stdout.split()} {time.monotonic() - state['created']:.1f} s after create"
+
+    def virsh():
+        instance_name = admin.compute.get_server(server.id).instance_name  # an admin-only attribute
+        out = sh(["virsh", "--connect", "lxc:///", "list", "--all"]).stdout
+        assert instance_name in out and "running" in out, f"{instance_name} not running in: {out.strip()}"
+        return instance_name
+
+    check("instance has an address on the tenant network", address)
+    if "ip" in state:
+        check("ping from the DHCP namespace", ping)
+        if sh(["test", "-f", "/etc/appliance/lxckey"]).returncode == 0:
+            check("SSH with the keypair's key", ssh)
+        else:
+            emit("SSH with the keypair's key", False, 0, "the keypair is the operator's; its private key is not on the appliance")
+    check("libvirt lists the LXC domain", virsh)
+
+    def delete():
+        start = time.monotonic()
+        lxc.compute.delete_server(server)
+        lxc.compute.wait_for_delete(server, interval=1, wait=180)
+        leftover = [line for line in sh(["losetup", "-l", "-n"]).stdout.splitlines() if server.id in line]
+        assert not leftover, f"loop device still attached: {leftover}"
+        return f"gone in {time.monotonic() - start:.1f} s, loop device released"
+
+    check("delete -> gone", delete)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

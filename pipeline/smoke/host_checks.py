@@ -1,0 +1,120 @@
+"""Host checks through testinfra: units, ports, files, RabbitMQ and MariaDB hardening."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ..profiles import Profile, parse_profile
+from .report import Report
+
+PROFILE_PATH = "/usr/share/appliance/profile.yaml"
+JOURNAL_PATH = "/var/lib/appliance/firstboot.json"
+FACTS_PATH = "/var/lib/appliance/facts.json"
+SECRETS_PATH = "/etc/appliance/secrets.yaml"
+
+
+def appliance_profile(host) -> Profile:
+    import yaml
+
+    return parse_profile(yaml.safe_load(host.file(PROFILE_PATH).content_string), PROFILE_PATH)
+
+
+def listening(host) -> list[tuple[str, int]]:
+    """(address, port) of every listening TCP socket."""
+    out = host.check_output("ss -Hltn")
+    sockets = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        address, _, port = local.rpartition(":")
+        sockets.append((address.strip("[]"), int(port)))
+    return sockets
+
+
+def first_boot_complete(host) -> str:
+    journal = json.loads(host.file(JOURNAL_PATH).content_string)
+    unfinished = [n for n, r in journal["steps"].items() if r["state"] != "done"]
+    assert not unfinished, f"steps not done: {', '.join(unfinished)}"
+    assert journal.get("completed_at"), "the journal has no completion time"
+    total = sum(r["seconds"] or 0 for r in journal["steps"].values())
+    return f"{len(journal['steps'])} steps, {total:.0f} s"
+
+
+def units_running(host, profile: Profile) -> str:
+    bad = []
+    for unit in profile.units():
+        service = host.service(unit)
+        if not service.is_running or not service.is_enabled:
+            bad.append(f"{unit} (running={service.is_running}, enabled={service.is_enabled})")
+    assert not bad, "; ".join(bad)
+    return f"{len(profile.units())} units"
+
+
+def ports_bound(host, profile: Profile, management_ip: str) -> str:
+    sockets = listening(host)
+    wildcard = {"0.0.0.0", "*", "::"}
+    problems = []
+    for svc in profile.services:
+        for port in svc.ports:
+            addresses = {a for a, p in sockets if p == port.port}
+            if not addresses:
+                problems.append(f"{svc.name}: nothing listens on {port.port}")
+            elif port.bind == "management" and addresses != {management_ip}:
+                problems.append(f"{svc.name}: port {port.port} on {sorted(addresses)}, expected only {management_ip}")
+            elif port.bind == "loopback" and addresses - {"127.0.0.1", "::1"}:
+                problems.append(f"{svc.name}: port {port.port} on {sorted(addresses)}, expected loopback only")
+            elif port.bind == "any" and not addresses & (wildcard | {management_ip}):
+                problems.append(f"{svc.name}: port {port.port} not reachable on {management_ip}")
+    assert not problems, "; ".join(problems)
+    return f"{sum(len(s.ports) for s in profile.services)} ports"
+
+
+def config_files(host, profile: Profile) -> str:
+    problems = []
+    for spec in profile.files():
+        f = host.file(spec.path)
+        if not f.exists:
+            problems.append(f"{spec.path} missing")
+        elif spec.holds_secrets and f.mode != 0o600:
+            problems.append(f"{spec.path} is {oct(f.mode)}, expected 0o600")
+        elif f.user != spec.owner:
+            problems.append(f"{spec.path} owned by {f.user}, expected {spec.owner}")
+    secrets = host.file(SECRETS_PATH)
+    if not secrets.exists or secrets.mode != 0o600 or secrets.user != "root":
+        problems.append(f"{SECRETS_PATH} must exist, root-owned, 0600")
+    assert not problems, "; ".join(problems)
+    return f"{len(profile.files())} files"
+
+
+def rabbitmq_has_no_guest(host) -> str:
+    users = host.check_output("rabbitmqctl -q list_users")
+    names = {line.split()[0] for line in users.splitlines() if line.strip()}
+    assert "guest" not in names, "the guest user exists"
+    assert "openstack" in names, "the openstack user is missing"
+    return ""
+
+
+def mariadb_root_socket_only(host, management_ip: str) -> str:
+    remote = host.run(f"mariadb --protocol=TCP -h {management_ip} -u root --password=wrong -e 'SELECT 1'")
+    assert remote.rc != 0, "root logged in over TCP"
+    assert re.search(r"Access denied|not allowed to connect", remote.stderr), remote.stderr.strip()
+    rows = host.check_output("mariadb -N -e \"SELECT CONCAT(User,'@',Host) FROM mysql.user WHERE User IN ('root','')\"")
+    assert rows.split() == ["root@localhost"], f"unexpected root/anonymous accounts: {rows.split()}"
+    plugin = host.check_output("mariadb -N -e \"SELECT plugin FROM mysql.user WHERE User='root'\"")
+    assert "unix_socket" in plugin, f"root authenticates with {plugin.strip()}"
+    return ""
+
+
+def run_host_checks(host, report: Report) -> Profile | None:
+    profile_box: list[Profile] = []
+    report.check("first boot journal complete", lambda: first_boot_complete(host))
+    if not report.check("profile readable", lambda: profile_box.append(appliance_profile(host))):
+        return None
+    profile = profile_box[0]
+    facts = json.loads(host.file(FACTS_PATH).content_string)
+    report.check("services enabled and running", lambda: units_running(host, profile))
+    report.check("ports on the right addresses", lambda: ports_bound(host, profile, facts["management_ip"]))
+    report.check("config files present, secrets 0600", lambda: config_files(host, profile))
+    report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))
+    report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))
+    return profile
