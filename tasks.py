@@ -52,11 +52,13 @@ def render(c, profile=DEFAULT_PROFILE, site=None, out=None):
 @operator_errors
 def build(c, profile=DEFAULT_PROFILE):
     """Build the appliance image and the LXC rootfs image with diskimage-builder."""
-    try:
-        from pipeline.build import run_build
-    except ImportError:
-        not_built_yet("build", 3)
-    run_build(profile, ARTIFACTS / profile)
+    _build(profile)
+
+
+def _build(profile):
+    from pipeline.build import run_build
+
+    return run_build(profile, ARTIFACTS / profile)
 
 
 @task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
@@ -111,10 +113,13 @@ def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=Fals
         raise Exit(code=result.exited)
 
 
-@task
-def e2e(c):
-    """Build, boot, wait for first boot, smoke, tear down."""
-    not_built_yet("e2e", 5)
+@task(help={"profile": PROFILE_HELP})
+@operator_errors
+def e2e(c, profile=DEFAULT_PROFILE):
+    """Build (reusing caches), boot, wait for first boot, smoke, tear down; logs on failure."""
+    from pipeline.harness.e2e import run_e2e
+
+    run_e2e(profile, ARTIFACTS, build=lambda: _build(profile))
 
 
 @task
@@ -123,14 +128,15 @@ def bench(c):
     not_built_yet("bench", 6)
 
 
-@task(help={"k": "only tests matching this pytest -k expression", "fast": "skip the real image build"})
+@task(help={"k": "only tests matching this pytest -k expression",
+            "fast": "leave out the real image build and the end-to-end appliance tests"})
 def test(c, k=None, fast=False):
-    """Run the test suite (unit, integration, build)."""
+    """Run the test suite: unit, build, and the end-to-end appliance tests."""
     args = [sys.executable, "-m", "pytest", str(ROOT / "tests")]
     if k:
         args += ["-k", k]
     if fast:
-        args += ["-m", "not build"]
+        args += ["-m", "not build and not e2e"]
     result = c.run(" ".join(_quote(a) for a in args), pty=False, warn=True)
     if result.exited != 0:
         raise Exit(code=result.exited)

@@ -182,10 +182,10 @@ def leader_pid(state: BootState) -> int:
 
 
 def exec_in(state: BootState, cmd: list[str], *, timeout: float = 600, check: bool = False,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
+            stdin: str | None = None, text: bool = True) -> subprocess.CompletedProcess:
     full = ["nsenter", "--target", str(leader_pid(state)), "--mount", "--uts", "--ipc", "--net", "--pid",
             "--cgroup", "--", *cmd]
-    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout, input=stdin)
+    result = subprocess.run(full, capture_output=True, text=text, timeout=timeout, input=stdin)
     if check and result.returncode != 0:
         raise ApplianceError(f"in appliance: {' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-400:]}")
     return result

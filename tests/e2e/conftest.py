@@ -1,0 +1,52 @@
+"""One appliance for the whole end-to-end module: built (warm caches), booted in
+systemd-nspawn with no uplink, first boot awaited; torn down whatever happens."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+from pipeline.build import run_build
+from pipeline.harness import local, nspawn
+
+PROFILE = "bookworm-zed"
+ARTIFACTS = ROOT / "artifacts"
+
+
+def loop_devices() -> set[str]:
+    out = subprocess.run(["losetup", "--list", "--json"], capture_output=True, text=True).stdout
+    return {d["name"] for d in json.loads(out or '{"loopdevices": []}').get("loopdevices", [])}
+
+
+@pytest.fixture(scope="session")
+def appliance():
+    run_build(PROFILE, ARTIFACTS / PROFILE)
+    local.stop(PROFILE)
+    loops_before = loop_devices()
+    state = local.boot(PROFILE, ARTIFACTS)
+    try:
+        local.wait_for_first_boot(state)
+        yield state
+    finally:
+        if nspawn.pid_alive(state.nspawn_pid):
+            from pipeline.harness.e2e import collect_logs
+
+            collect_logs(state, ARTIFACTS / "logs" / "pytest-e2e")
+        local.stop(PROFILE)
+        assert loop_devices() <= loops_before, "the appliance left loop devices attached"
+        mounts = open("/proc/mounts").read()
+        assert str(local.state_dir(PROFILE)) not in mounts, "the appliance left mounts behind"
+
+
+def in_appliance(state, *cmd, timeout=900, check=True):
+    result = nspawn.exec_in(state, list(cmd), timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"{cmd} exited {result.returncode}: {result.stderr[-800:]}"
+    return result
+
+
+def smoke(state, *extra):
+    cmd = ["ip", "netns", "exec", state.netns, str(ROOT / ".venv/bin/python"), "-m", "pipeline.smoke",
+           "--target", local.harness_target(), "--identity", str(local.harness_key(PROFILE)), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)

@@ -1,0 +1,135 @@
+"""The whole path on a real booted appliance: first boot, smoke, idempotency, failure."""
+
+import json
+import re
+import signal
+import time
+
+import pytest
+
+from pipeline.harness import nspawn
+
+from .conftest import in_appliance, smoke
+
+pytestmark = pytest.mark.e2e
+
+DELETE_IMAGE = r"""
+import openstack, sys
+c = openstack.connect(cloud="admin")
+for image in c.image.images(name=sys.argv[1]):
+    c.image.delete_image(image)
+"""
+
+# Counted on the appliance with the admin credentials first boot wrote.
+COUNT_RESOURCES = r"""
+import json, openstack
+c = openstack.connect(cloud="admin")
+print(json.dumps({
+    "users": len(list(c.identity.users())),
+    "projects": len(list(c.identity.projects())),
+    "roles": len(list(c.identity.roles())),
+    "services": len(list(c.identity.services())),
+    "endpoints": len(list(c.identity.endpoints())),
+    "networks": len(list(c.network.networks())),
+    "subnets": len(list(c.network.subnets())),
+    "routers": len(list(c.network.routers())),
+    "router_ports": len(list(c.network.ports(device_owner="network:router_interface"))),
+    "security_group_rules": len(list(c.network.security_group_rules())),
+    "images": len(list(c.image.images())),
+    "flavors": len(list(c.compute.flavors())),
+    "keypairs": len(list(c.compute.keypairs())),
+}))
+"""
+
+
+def resource_counts(state):
+    return json.loads(in_appliance(state, "python3", "-c", COUNT_RESOURCES).stdout)
+
+
+def journal(state):
+    return json.loads(in_appliance(state, "cat", "/var/lib/appliance/firstboot.json").stdout)
+
+
+def test_first_boot_reports_cloud_ready(appliance):
+    status = in_appliance(appliance, "python3", "-m", "pipeline.agent", "status", check=False)
+    assert status.stdout.startswith("appliance: cloud ready"), status.stdout
+    timings = {name: rec["seconds"] for name, rec in journal(appliance)["steps"].items()}
+    print("first-boot step timings:", timings)
+
+
+def test_smoke_passes(appliance):
+    result = smoke(appliance)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^\d+ passed, 0 failed$", result.stdout, re.M)
+
+
+def test_rerun_on_finished_appliance_changes_nothing(appliance):
+    before = resource_counts(appliance)
+    plain = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run")
+    assert "nothing to do" in plain.stdout
+    in_appliance(appliance, "python3", "-m", "pipeline.agent", "run", "--again")
+    assert resource_counts(appliance) == before
+
+
+@pytest.mark.parametrize("resume_from", ["databases", "identity", "image", "network"])
+def test_resume_at_step_boundary_converges(appliance, resume_from):
+    """A power cut just as `resume_from` started: that step and all after it run again."""
+    before = resource_counts(appliance)
+    data = journal(appliance)
+    names = list(data["steps"])
+    for name in names[names.index(resume_from):]:
+        data["steps"][name]["state"] = "running" if name == resume_from else "pending"
+    data["completed_at"] = None
+
+    nspawn.exec_in(appliance, ["sh", "-c", "cat > /var/lib/appliance/firstboot.json"], stdin=json.dumps(data),
+                   check=True)
+    result = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run")
+    assert f"{resume_from}: " in result.stdout and "cloud ready" in result.stdout
+    assert resource_counts(appliance) == before
+
+
+@pytest.mark.parametrize("kill_in", ["identity", "image", "network"])
+def test_killed_mid_step_converges(appliance, kill_in):
+    """SIGKILL while `kill_in` runs; the next run finishes and nothing is duplicated."""
+
+    before = resource_counts(appliance)
+    data = journal(appliance)
+    names = list(data["steps"])
+    for name in names[names.index(kill_in):]:
+        data["steps"][name]["state"] = "pending"
+    data["completed_at"] = None
+    nspawn.exec_in(appliance, ["sh", "-c", "cat > /var/lib/appliance/firstboot.json"], stdin=json.dumps(data),
+                   check=True)
+    if kill_in == "image":
+        # Make the step upload for real, so the kill lands in the middle of an upload.
+        site_image = json.loads(in_appliance(appliance, "python3", "-c",
+            "import json; from pipeline.agent.context import *; print(json.dumps(AgentContext.load(Paths()).site.image_name))").stdout)
+        in_appliance(appliance, "python3", "-c", DELETE_IMAGE, site_image)
+    # Start the agent in the background inside the appliance and kill it once the step runs.
+    in_appliance(appliance, "sh", "-c", "setsid python3 -m pipeline.agent run > /var/log/appliance/killed-run.log 2>&1 &")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if journal(appliance)["steps"].get(kill_in, {}).get("state") == "running":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"step {kill_in} never started")
+    time.sleep(0.5)
+    in_appliance(appliance, "pkill", f"-{int(signal.SIGKILL)}", "-f", "pipeline.agent run")
+    assert journal(appliance)["steps"][kill_in]["state"] == "running"
+    result = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run")
+    assert "cloud ready" in result.stdout
+    assert resource_counts(appliance) == before
+
+
+def test_smoke_fails_when_nova_compute_is_stopped(appliance):
+    in_appliance(appliance, "systemctl", "stop", "nova-compute")
+    try:
+        result = smoke(appliance, "--host-only")
+        assert result.returncode != 0
+        fail_lines = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+        assert any("services enabled and running" in line and "nova-compute" in line for line in fail_lines), result.stdout
+        assert re.search(r"^\d+ passed, [1-9]\d* failed$", result.stdout, re.M)
+    finally:
+        in_appliance(appliance, "systemctl", "start", "nova-compute")
