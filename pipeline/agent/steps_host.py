@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -43,7 +44,9 @@ def host_identity(ctx: AgentContext) -> None:
     import_seed_site(ctx)
     facts = detect_facts(ctx.site)  # validates the site config on the way
     save_facts(facts, ctx.paths.facts)
-    Path("/proc/sys/kernel/hostname").write_text(facts.hostname)
+    if socket.gethostname() != facts.hostname:
+        # sethostname(2), not /proc/sys: containers mount /proc/sys read-only.
+        socket.sethostname(facts.hostname)
     log(f"host {facts.hostname}, management {facts.management_ip}, overlay {facts.overlay_ip}")
 
 

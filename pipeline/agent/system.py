@@ -54,11 +54,30 @@ def unit_is_active(unit: str) -> bool:
     return subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
 
 
-def enable_and_start(units: list[str]) -> None:
-    """Unmask, enable and start units; starting several at once lets systemd overlap them."""
+def enable_and_start(units: list[str], *, timeout: float = 900) -> None:
+    """Unmask, enable and start units, then wait until every one is active.
+
+    They are started together without blocking so systemd overlaps their start-up; the
+    wait is ours, so a slow start on a loaded host is waited for, not failed.
+    """
     systemctl("unmask", *units, check=False)
     systemctl("enable", *units)
-    systemctl("start", *units)
+    systemctl("start", "--no-block", *units)
+
+    def states() -> dict[str, str]:
+        out = subprocess.run(["systemctl", "is-active", *units], capture_output=True, text=True).stdout.split()
+        return dict(zip(units, out))
+
+    start = time.monotonic()
+    while True:
+        current = states()
+        waiting = {u: s for u, s in current.items() if s != "active"}
+        if not waiting:
+            return
+        if time.monotonic() - start > timeout:
+            detail = ", ".join(f"{u} {s}" for u, s in waiting.items())
+            raise ApplianceError(f"units not active after {timeout:.0f} s: {detail} (see journalctl -u UNIT)")
+        time.sleep(1)
 
 
 def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, interval: float = 1.0) -> float:

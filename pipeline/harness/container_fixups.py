@@ -18,11 +18,26 @@ MASKED_UNITS = (
     "systemd-udevd-control.socket",
     "systemd-udevd-kernel.socket",
     "systemd-networkd-wait-online.service",
+    # Fail in a container and are of no use there: the image's root partition growing
+    # (the overlay is the root), the root remount, and the iSCSI initiator.
+    "growroot.service",
+    "systemd-remount-fs.service",
+    "iscsid.service",
+    "iscsid.socket",
 )
 MACHINED_DBUS_ACTIVATION = "usr/share/dbus-1/system-services/org.freedesktop.machine1.service"
 LOOP_NODES = 64
 
 FIXUP_SCRIPT = f"""#!/bin/sh
+# The container's management network: a veth pair inside its private network namespace
+# (no uplink; the host reaches it with `ip netns exec`). Its address comes from the harness.
+. /etc/appliance/harness.env
+if ! ip link show mgmt0 >/dev/null 2>&1; then
+    ip link add mgmt0 type veth peer name mgmt1
+    ip addr add "$MANAGEMENT_CIDR" dev mgmt0
+    ip link set mgmt1 up
+    ip link set mgmt0 up
+fi
 # nspawn mounts the cgroup v1 controllers read-only, but libvirt's LXC driver must create
 # cgroups for instances: make them writable (a bind remount; a plain remount,rw fails).
 for dir in /sys/fs/cgroup/*/; do
@@ -31,6 +46,9 @@ for dir in /sys/fs/cgroup/*/; do
         mount -o remount,bind,rw "$dir" || true
     fi
 done
+# The container has a network namespace of its own, so its /proc/sys/net is its own too;
+# nspawn still mounts it read-only, and os-vif must set bridge and forwarding sysctls.
+mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net || true
 # Nova attaches instance disks through loop devices; the container's /dev has none. They
 # are made here rather than bind-mounted from the host: Nova's umount of a bind-mounted
 # node unmounts the node itself and leaks the host's loop device.
@@ -46,7 +64,7 @@ FIXUP_UNIT = """[Unit]
 Description=Container-only adjustments for the appliance (nspawn harness)
 DefaultDependencies=no
 After=sys-fs-fuse-connections.mount
-Before=sysinit.target libvirtd.service appliance-firstboot.service
+Before=sysinit.target network-pre.target libvirtd.service appliance-firstboot.service
 
 [Service]
 Type=oneshot
@@ -58,7 +76,7 @@ WantedBy=sysinit.target
 """
 
 
-def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None) -> None:
+def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str) -> None:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in MASKED_UNITS:
@@ -77,10 +95,11 @@ def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None) -> N
     link = wants / "appliance-container-fixups.service"
     if not link.is_symlink():
         link.symlink_to("/etc/systemd/system/appliance-container-fixups.service")
+    config_dir = root / "etc/appliance"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\n")
     if site_yaml is not None:
-        site = root / "etc/appliance/appliance.yaml"
-        site.parent.mkdir(parents=True, exist_ok=True)
-        site.write_text(site_yaml)
+        (config_dir / "appliance.yaml").write_text(site_yaml)
     if authorized_key:
         ssh = root / "root/.ssh"
         ssh.mkdir(parents=True, exist_ok=True, mode=0o700)

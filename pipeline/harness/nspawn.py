@@ -107,13 +107,19 @@ def _join_own_cgroups(name: str) -> None:
             pass  # a hierarchy we may not write to; nspawn copes with what it gets
 
 
-def make_netns(netns: str) -> None:
-    _run(["ip", "netns", "add", netns])
-    _run(["ip", "-n", netns, "link", "set", "lo", "up"])
-    _run(["ip", "-n", netns, "link", "add", "mgmt0", "type", "veth", "peer", "name", "mgmt1"])
-    _run(["ip", "-n", netns, "addr", "add", MANAGEMENT_CIDR, "dev", "mgmt0"])
-    for link in ("mgmt0", "mgmt1"):
-        _run(["ip", "-n", netns, "link", "set", link, "up"])
+def attach_netns(state: BootState, timeout: float = 30) -> None:
+    """Name the container's network namespace, so the host can reach it with
+    `ip netns exec` while the container stays without any uplink."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            leader = leader_pid(state)
+            break
+        except ApplianceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    _run(["ip", "netns", "attach", state.netns, str(leader)])
 
 
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
@@ -140,9 +146,11 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         _run(["mount", "-o", "ro,noload", state.loop_device, str(state.lower)])
         _run(["mount", "-t", "overlay", "overlay", "-o",
               f"lowerdir={state.lower},upperdir={state_dir / 'upper'},workdir={state_dir / 'work'}", str(state.merged)])
-        container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key)
-        make_netns(state.netns)
+        container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
+                               management_cidr=MANAGEMENT_CIDR)
         state.nspawn_pid = _start_nspawn(state)
+        state.save()
+        attach_netns(state)
         state.started_at = time.time()
         state.save()
     except BaseException:
@@ -154,7 +162,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
 
 def _start_nspawn(state: BootState) -> int:
     cmd = ["systemd-nspawn", "--boot", "--quiet", "-D", str(state.merged), f"--machine={state.name}",
-           f"--network-namespace-path=/run/netns/{state.netns}", "--capability=all", "--register=no",
+           "--private-network", "--capability=all", "--register=no",
            "--keep-unit", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
            "--bind=/dev/fuse", "--bind=/dev/net/tun", "--console=passive"]
     env = {**os.environ, "SYSTEMD_SECCOMP": "0"}
@@ -209,9 +217,15 @@ def stop(state_dir: Path, *, say=print) -> None:
     release_instance_loops(state)
     for mountpoint in (state.merged, state.lower):
         if os.path.ismount(mountpoint):
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
     if state.loop_device:
         subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)
+    # Detaching is asynchronous while the last user goes away: wait until it is done, so
+    # that "stopped" means the host has its loop devices back.
+    leftovers = _wait_loops_released(state, timeout=30)
+    if leftovers:
+        say(f"[boot] warning: loop devices still attached: {', '.join(leftovers)}")
     subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
     shutil.rmtree(state_dir / "upper", ignore_errors=True)
     shutil.rmtree(state_dir / "work", ignore_errors=True)
@@ -226,10 +240,28 @@ def _reap(pid: int) -> None:
         pass
 
 
-def release_instance_loops(state: BootState) -> None:
-    """Nova attaches instance disks to the host's loop devices; detach any it left."""
+def _our_loops(state: BootState) -> list[str]:
+    """Loop devices of this appliance: its image, and instance disks Nova attached."""
     listing = subprocess.run(["losetup", "--list", "--json"], capture_output=True, text=True).stdout
+    ours = []
     for dev in json.loads(listing or '{"loopdevices": []}').get("loopdevices", []):
         backing = dev.get("back-file") or ""
-        if "/var/lib/nova/instances/" in backing or backing.startswith(str(state.merged)):
-            subprocess.run(["losetup", "-d", dev["name"]], capture_output=True)
+        if backing == state.image or "/var/lib/nova/instances/" in backing or backing.startswith(str(state.merged)):
+            ours.append(dev["name"])
+    return ours
+
+
+def release_instance_loops(state: BootState) -> None:
+    """Nova attaches instance disks to the host's loop devices; detach any it left."""
+    for name in _our_loops(state):
+        if name != state.loop_device:
+            subprocess.run(["losetup", "-d", name], capture_output=True)
+
+
+def _wait_loops_released(state: BootState, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := _our_loops(state)) and time.monotonic() < deadline:
+        for name in left:
+            subprocess.run(["losetup", "-d", name], capture_output=True)
+        time.sleep(0.5)
+    return left
