@@ -1,0 +1,80 @@
+"""Real builds (slow: `pytest -m build`). They reuse the shared DIB caches, so after one
+cold build they take minutes, not tens of minutes. Never run two at once: one work dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.build import run_build
+from pipeline.build.cleanup import loop_devices, loops_backed_under, mounts_under
+from pipeline.build.configcheck import image_root_overlay
+from pipeline.build.driver import StageFailed
+from pipeline.build.settings import BuildSettings
+
+from build_test_support import needs_loop
+
+pytestmark = [pytest.mark.build, needs_loop]
+TEST_ELEMENTS = Path(__file__).parent / "elements"
+
+
+def assert_nothing_left(*roots: Path) -> None:
+    for root in roots:
+        assert mounts_under(root) == [], f"mounts left under {root}"
+        assert loops_backed_under(root, loop_devices()) == [], f"loop devices left for {root}"
+    assert not list(Path("/dev/mapper").glob("loop*")) if Path("/dev/mapper").is_dir() else True
+
+
+def test_bookworm_zed_build_produces_bootable_artifacts(tmp_path):
+    settings = BuildSettings(extra_elements=(), extra_elements_path=(), lxc_extra_elements=())
+    out = tmp_path / "bookworm-zed"
+    lines: list[str] = []
+    manifest = run_build("bookworm-zed", out, log=lines.append, settings=settings)
+
+    for name in ("appliance.qcow2", "appliance.raw", "lxc-rootfs.img", "build.log", "manifest.json"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert {"appliance.qcow2", "appliance.raw", "lxc-rootfs.img"} <= set(manifest["artifacts"])
+    names = {p["name"] for p in manifest["packages"]}
+    assert {"keystone", "nova-compute-lxc", "neutron-linuxbridge-agent", "python3-openstacksdk"} <= names
+    assert {"lxc-rootfs", "appliance-image", "manifest"} <= set(manifest["stages"])
+    assert any(line.startswith("[build] appliance-image done in") for line in lines)
+
+    with image_root_overlay(out / "appliance.raw", tmp_path / "inspect") as root:
+        unit = root / "etc/systemd/system/appliance-firstboot.service"
+        assert "python3 -m pipeline.agent" in unit.read_text()
+        assert (root / "etc/systemd/system/multi-user.target.wants/appliance-firstboot.service").is_symlink()
+        held = (root / "usr/share/appliance/held-units").read_text().split()
+        assert "nova-compute.service" in held and "mariadb.service" in held
+        assert all(os.readlink(root / "etc/systemd/system" / unit) == "/dev/null" for unit in held)
+        assert (root / "usr/share/appliance/profile.yaml").is_file()
+        assert (root / "usr/share/appliance/overlays/etc/nova").is_dir()
+        assert (root / "var/lib/appliance/images/lxc-rootfs.img.zst").stat().st_size > 10 << 20
+        assert (root / "usr/lib/python3/dist-packages/pipeline/agent/__main__.py").is_file()
+        assert not (root / "usr/lib/python3/dist-packages/pipeline/build").exists()
+    assert_nothing_left(settings.work_dir, out, tmp_path)
+    for name in ("appliance.qcow2", "appliance.raw", "lxc-rootfs.img"):  # GBs: pytest keeps tmp dirs
+        (out / name).unlink()
+
+
+@pytest.mark.parametrize("mode", ["exit", "kill"])
+def test_failed_guest_build_leaves_no_loop_or_mount(tmp_path, monkeypatch, mode):
+    """The guest build is the quick one; the failing element attaches at finalise.d, when
+    the loop device is attached and the image mounted. `kill` SIGKILLs disk-image-create
+    so that only the driver's cleanup can release them."""
+    monkeypatch.setenv("APPLIANCE_TEST_FAIL_MODE", mode)
+    settings = BuildSettings(extra_elements=(), extra_elements_path=(str(TEST_ELEMENTS),),
+                             lxc_extra_elements=("appliance-test-fail",))
+    out = tmp_path / "out"
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as caught:
+        run_build("bookworm-zed", out, log=lines.append, settings=settings)
+    assert caught.value.stage == "lxc-rootfs"
+    assert str(out / "build.log") in str(caught.value)
+    assert "appliance-test-fail: " in (out / "build.log").read_text()
+    if mode == "kill":  # DIB's own trap never ran: the driver must have released them
+        assert any(line.startswith("[cleanup] losetup -d") for line in lines)
+    assert_nothing_left(settings.work_dir, settings.cache_dir, out)
