@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from project import ROOT
 from pipeline.build import run_build
 from pipeline.harness import local, nspawn
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES
+from project import FIXTURES
 from pipeline.credentials import placeholder_secrets, secret_names
 from pipeline.profiles import load_profile
 from pipeline.render import HostFacts, render_files

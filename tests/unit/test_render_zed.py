@@ -6,7 +6,7 @@ import stat
 import pytest
 import yaml
 
-from conftest import FIXTURES
+from project import FIXTURES
 from pipeline.credentials import placeholder_secrets, secret_names
 from pipeline.profiles import load_profile
 from pipeline.render import HostFacts, render_files, render_site

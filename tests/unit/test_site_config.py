@@ -2,13 +2,17 @@
 and nothing is written."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from project import ROOT
 from pipeline.errors import ConfigError
 from pipeline.site import SiteConfig, load_site
+
+# `invoke` from this environment: ./inv would first (re)install .venv when pyproject changed.
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9bVfq1V2Hk8sQ1m2kGq1iC0vXx8Zy1h7Q0T1m3mQ0c operator@desk"
 
@@ -39,7 +43,7 @@ def test_bad_site_is_rejected_by_invoke_render(tmp_path, label, text, message):
     site = tmp_path / "appliance.yaml"
     site.write_text(text)
     out = tmp_path / "out"
-    result = subprocess.run([str(ROOT / "inv"), "render", "--site", str(site), "--out", str(out)],
+    result = subprocess.run([*INVOKE, "render", "--site", str(site), "--out", str(out)],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -87,14 +91,14 @@ def test_both_key_forms_are_refused(tmp_path):
 
 
 def test_render_without_site_uses_defaults(tmp_path):
-    result = subprocess.run([str(ROOT / "inv"), "render", "--profile", "xenial-newton", "--out", str(tmp_path)],
+    result = subprocess.run([*INVOKE, "render", "--profile", "xenial-newton", "--out", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "etc/keystone/keystone-paste.ini").exists()
 
 
 def test_unknown_profile_is_one_line(tmp_path):
-    result = subprocess.run([str(ROOT / "inv"), "render", "--profile", "jammy-zed", "--out", str(tmp_path / "o")],
+    result = subprocess.run([*INVOKE, "render", "--profile", "jammy-zed", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, xenial-newton)"
