@@ -63,14 +63,18 @@ def _build(profile):
 
 @task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
             "site": "site config to place at /etc/appliance/appliance.yaml",
-            "wait": "wait until first boot has finished", "vm": "boot the qcow2 under qemu instead"})
+            "wait": "wait until first boot has finished",
+            "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False):
     """Boot the built appliance locally in systemd-nspawn (no uplink); --stop tears it down."""
     from pipeline.harness import local
 
     if vm:
-        not_built_yet("boot --vm", 5)
+        from pipeline.harness.qemu import boot_vm
+
+        boot_vm(ARTIFACTS / profile / "appliance.qcow2", ARTIFACTS / "logs" / f"vm-{profile}-console.log")
+        return
     if stop:
         local.stop(profile)
         return
