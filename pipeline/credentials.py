@@ -6,14 +6,13 @@ one 0600 file, and never logged or passed on a command line.
 
 from __future__ import annotations
 
-import os
 import secrets as random_source  # the standard library module
 import string
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from .files import atomic_write
 from .profiles import Profile
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -57,16 +56,6 @@ def load_secret_file(path: Path) -> dict[str, str]:
 
 
 def write_secret_file(path: Path, values: dict[str, str]) -> None:
-    """Write atomically with mode 0600 from the first byte (no window where it is readable)."""
+    """Mode 0600 from the first byte: there is no moment when it is readable by others."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(values, handle, default_flow_style=False, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, yaml.safe_dump(values, default_flow_style=False, sort_keys=True), mode=0o600)

@@ -7,13 +7,13 @@ written, so a bad template or value never leaves a half-written tree behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from .errors import ApplianceError
+from .files import atomic_write
 from .profiles import ConfigFile, Profile
 from .site import SiteConfig
 
@@ -120,18 +120,7 @@ def write_files(files: list[RenderedFile], root: Path, *, set_owner: bool = Fals
     written = []
     for item in files:
         target = root / item.spec.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            os.fchmod(fd, item.spec.mode_bits)
-            if set_owner:
-                os.fchown(fd, *_ids(item.spec))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(item.content)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, item.content, mode=item.spec.mode_bits, owner=_ids(item.spec) if set_owner else None)
         written.append(target)
     return written
 
