@@ -1,0 +1,33 @@
+"""`python -m pipeline.build [--profile P] [--out DIR]`: build the appliance images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ApplianceError
+from ..profiles import DEFAULT_PROFILE
+from . import run_build
+from .settings import REPO_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__)
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"release profile (default {DEFAULT_PROFILE})")
+    parser.add_argument("--out", type=Path, help="output directory (default artifacts/<profile>)")
+    args = parser.parse_args(argv)
+    out = args.out or REPO_ROOT / "artifacts" / args.profile
+    try:
+        run_build(args.profile, out)
+    except ApplianceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted (mounts and loop devices were released)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
