@@ -51,7 +51,9 @@ def main():
     state = {}
 
     def connect(cloud):
-        conn = openstack.connect(cloud=cloud)
+        # A bounded wait per request, and retries when nova-api drops a connection without
+        # answering (seen about once in four runs): a hung request must fail, not hang the run.
+        conn = openstack.connect(cloud=cloud, api_timeout=120, connect_retries=3)
         conn.authorize()
         return conn
 
@@ -93,10 +95,16 @@ def main():
             lxc.compute.delete_server(old)
             lxc.compute.wait_for_delete(old, wait=120)
         network = lxc.network.find_network(site.network.name)
-        server = lxc.compute.create_server(
+        request = dict(
             name=INSTANCE, flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
             image_id=lxc.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
             security_groups=[{"name": "default"}], key_name=site.keypair_name)
+        try:
+            server = lxc.compute.create_server(**request)
+        except Exception:
+            # The request may or may not have reached Nova: use what it made, else ask again.
+            made = list(lxc.compute.servers(name=INSTANCE))
+            server = made[0] if made else lxc.compute.create_server(**request)
         state["created"] = time.monotonic()
         server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
         state["server"] = server
