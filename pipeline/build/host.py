@@ -102,7 +102,7 @@ def _privileged(cmd: list[str]) -> list[str]:
     return cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd]
 
 
-def _apt_install(packages: list[str], log: Callable[[str], None]) -> None:
+def apt_install(packages: list[str], log: Callable[[str], None]) -> None:
     if not shutil.which("apt-get"):
         raise ApplianceError("no apt-get on this host; install them by hand")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -171,7 +171,7 @@ def ensure_host_prerequisites(log: Callable[[str], None] = print, *, install: bo
     missing = missing_tools(tools)
     if missing and install:
         packages = sorted(set(missing.values()))
-        _apt_install(packages, log)
+        apt_install(packages, log)
         report.packages_installed = packages
         missing = missing_tools(tools)
     if missing:
