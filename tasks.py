@@ -126,10 +126,18 @@ def e2e(c, profile=DEFAULT_PROFILE):
     run_e2e(profile, ARTIFACTS, build=lambda: _build(profile))
 
 
-@task
-def bench(c):
-    """Measure build, boot and instance timings and memory into artifacts/bench/."""
-    not_built_yet("bench", 6)
+@task(help={"profile": PROFILE_HELP, "boots": "fresh boots of the built image, each measured (default 3)",
+            "creates": "instances created and deleted one after another per boot (default 3)",
+            "burst": "instances requested at once per boot, 128 MB flavor (default 20; 0 skips)",
+            "builds": "cold + warm build and a plain DIB build, this many times (default 1; 0 skips)",
+            "settle": "seconds to wait after first boot before measuring idle memory (default 30)"})
+@operator_errors
+def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30):
+    """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
+    from pipeline.bench.run import run_bench
+
+    run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=int(burst),
+              build_runs=int(builds), settle_s=float(settle))
 
 
 @task(help={"k": "only tests matching this pytest -k expression",

@@ -52,6 +52,8 @@ class ConfigFile:
     mode: str = "0644"
     owner: str = "root"
     group: str = "root"
+    # Values for a template shared by several files (one uwsgi template serves every API).
+    vars: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def mode_bits(self) -> int:
@@ -95,6 +97,18 @@ class Service:
 
 
 @dataclass(frozen=True)
+class RpcGate:
+    """Units that start only once the RPC servers consume their queues.
+
+    An RPC call sent before its queue is declared is dropped by RabbitMQ, and the caller
+    waits out its whole timeout (60 s, then a back-off) before asking again.
+    """
+
+    queues: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -104,6 +118,7 @@ class Profile:
     services: tuple[Service, ...]
     # Free-form values for templates (worker counts, option variants).
     settings: dict[str, Any] = field(default_factory=dict)
+    rpc_gate: RpcGate | None = None
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -177,3 +192,8 @@ def _check_profile(profile: Profile, source: str) -> None:
         for j, port in enumerate(svc.ports):
             if port.bind not in ("management", "any", "loopback"):
                 raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
+    if profile.rpc_gate:
+        units = set(profile.units())
+        for j, unit in enumerate(profile.rpc_gate.units):
+            if unit not in units:
+                raise ConfigError(source, f"rpc_gate.units[{j}]", f"{unit} is not a unit of any service")

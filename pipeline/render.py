@@ -102,7 +102,7 @@ def render_files(profile: Profile, site: SiteConfig, host: HostFacts, secrets: d
     rendered = []
     for spec in profile.files():
         try:
-            content = env.get_template(spec.template).render(context)
+            content = env.get_template(spec.template).render(context, file=spec.vars)
         except jinja2.TemplateNotFound:
             raise ApplianceError(f"profile {profile.name}: template {spec.template} for {spec.path} does not exist") from None
         except jinja2.TemplateError as exc:

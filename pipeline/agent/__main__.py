@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import ApplianceError
 from .context import AgentContext, Paths
@@ -27,7 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="each first-boot step, and whether every service is up")
     status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
     status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
+    migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
+    migrate.add_argument("--profile", default=str(Paths().profile), help="the profile YAML installed in the image")
     args = parser.parse_args(argv)
+    if args.command == "migrate-image":
+        return _migrate_image(Path(args.profile))
     paths = Paths.from_environment()
     try:
         ctx = AgentContext.load(paths)
@@ -48,6 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     except ApplianceError as exc:
         print(f"appliance: {exc}", file=sys.stderr)
         return 2
+
+
+def _migrate_image(profile_path: Path) -> int:
+    from ..profiles import parse_profile
+    from ..schema import load_yaml_mapping
+    from .migrations import migrate_at_build
+
+    try:
+        migrate_at_build(parse_profile(load_yaml_mapping(profile_path), str(profile_path)), say=say)
+        return 0
+    except ApplianceError as exc:
+        print(f"appliance: migrate-image: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

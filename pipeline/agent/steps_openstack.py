@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import migrations
 from .context import AgentContext
 from .system import enable_and_start, http_answers, run, wait_for
 
@@ -12,7 +13,8 @@ SERVICE_ROLES = ("admin", "service")
 
 def keystone(ctx: AgentContext) -> None:
     """Keystone's schema, key repositories and bootstrap (admin user, region, endpoints)."""
-    run(["keystone-manage", "db_sync"], user="keystone")
+    if not migrations.migrated_at_build(ctx.profile):
+        run(["keystone-manage", "db_sync"], user="keystone")
     if not Path("/etc/keystone/fernet-keys/0").exists():
         run(["keystone-manage", "fernet_setup", "--keystone-user", "keystone", "--keystone-group", "keystone"])
     if not Path("/etc/keystone/credential-keys/0").exists():
@@ -104,27 +106,53 @@ def catalog_complete(ctx: AgentContext) -> bool:
 
 
 def schema_migrations(ctx: AgentContext) -> None:
-    """Every service's schema; each command is a no-op on an up-to-date database."""
-    profile = ctx.profile
-    if profile.has_service("glance"):
-        run(["glance-manage", "db_sync"], user="glance")
-    if profile.has_service("placement"):
-        run(["placement-manage", "db", "sync"], user="placement")
-    run(["nova-manage", "api_db", "sync"], user="nova")
-    if "nova_cell0" in profile.service("nova").databases:
-        run(["nova-manage", "cell_v2", "map_cell0"], user="nova")
-        cells = run(["nova-manage", "cell_v2", "list_cells"], user="nova").stdout
-        if " cell1 " not in cells:
-            run(["nova-manage", "cell_v2", "create_cell", "--name=cell1"], user="nova")
-    run(["nova-manage", "db", "sync"], user="nova")
-    run(["neutron-db-manage", "--config-file", "/etc/neutron/neutron.conf",
-         "--config-file", "/etc/neutron/plugins/ml2/ml2_conf.ini", "upgrade", "head"], user="neutron")
+    """Every service's schema: already done when the image was migrated at build time by
+    the packages installed now; otherwise (an upgrade, a build without it) run here."""
+    if migrations.migrated_at_build(ctx.profile):
+        return
+    migrations.migrate(ctx.profile, migrations.APPLIANCE_CONFIGS, run_as=lambda service: service)
 
 
-def start_services(ctx: AgentContext) -> None:
-    infra = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client"}
-    units = [u for svc in ctx.profile.services if svc.name not in infra for u in svc.units]
-    enable_and_start(units)
+INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client"}
+
+
+def _openstack_units(ctx: AgentContext) -> list[str]:
+    return [u for svc in ctx.profile.services if svc.name not in INFRA_SERVICES for u in svc.units]
+
+
+def _gated(ctx: AgentContext) -> set[str]:
+    return set(ctx.profile.rpc_gate.units) if ctx.profile.rpc_gate else set()
+
+
+def start_servers(ctx: AgentContext) -> None:
+    """Every OpenStack unit but the gated ones; they load while the next steps run."""
+    enable_and_start([u for u in _openstack_units(ctx) if u not in _gated(ctx)])
+
+
+def start_gated(ctx: AgentContext) -> None:
+    """The units of the profile's RPC gate, once their servers consume the gate's queues."""
+    gated = [u for u in _openstack_units(ctx) if u in _gated(ctx)]
+    if not gated:
+        return
+    queues = ctx.profile.rpc_gate.queues
+    wait_for(f"RPC servers consuming {', '.join(queues)}", lambda: queues_consumed(queues), timeout=300, interval=1)
+    enable_and_start(gated)
+
+
+def apis_answer(ctx: AgentContext) -> None:
+    for endpoint in ctx.profile.endpoints():
+        url = endpoint.url.format(host=ctx.controller)
+        wait_for(f"{endpoint.name} API at {url}", lambda: http_answers(url), timeout=300, interval=0.5)
+
+
+def queues_consumed(queues: tuple[str, ...]) -> bool:
+    out = run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], timeout=60).stdout
+    consumers = {}
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].isdigit():
+            consumers[words[0]] = int(words[1])
+    return all(consumers.get(queue, 0) > 0 for queue in queues)
 
 
 def services_report_up(ctx: AgentContext) -> None:

@@ -18,9 +18,15 @@ from ..errors import ApplianceError
 LOG_PATH = "/var/log/appliance/firstboot.log"
 
 
+def log_path() -> str:
+    # The build's migrations log elsewhere: the image must not ship a first-boot log.
+    return os.environ.get("APPLIANCE_AGENT_LOG") or LOG_PATH
+
+
 def log(line: str) -> None:
-    os.makedirs(os.path.dirname(LOG_PATH), exist_ok=True)
-    with open(LOG_PATH, "a", encoding="utf-8") as handle:
+    path = log_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
         handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
 

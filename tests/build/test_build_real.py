@@ -28,11 +28,9 @@ def assert_nothing_left(*roots: Path) -> None:
     assert not list(Path("/dev/mapper").glob("loop*")) if Path("/dev/mapper").is_dir() else True
 
 
-def test_bookworm_zed_build_produces_bootable_artifacts(tmp_path):
-    settings = BuildSettings(extra_elements=(), extra_elements_path=(), lxc_extra_elements=())
-    out = tmp_path / "bookworm-zed"
-    lines: list[str] = []
-    manifest = run_build("bookworm-zed", out, log=lines.append, settings=settings)
+def test_bookworm_zed_build_produces_bootable_artifacts(appliance_image, tmp_path):
+    out, manifest, lines = appliance_image
+    settings = BuildSettings()
 
     for name in ("appliance.qcow2", "appliance.raw", "lxc-rootfs.img", "build.log", "manifest.json"):
         assert (out / name).is_file(), name
@@ -55,9 +53,14 @@ def test_bookworm_zed_build_produces_bootable_artifacts(tmp_path):
         assert (root / "var/lib/appliance/images/lxc-rootfs.img.zst").stat().st_size > 10 << 20
         assert (root / "usr/lib/python3/dist-packages/pipeline/agent/__main__.py").is_file()
         assert not (root / "usr/lib/python3/dist-packages/pipeline/build").exists()
+        # Shipped migrated: the stamp first boot trusts, the schemas, and no build-time user.
+        stamp = json.loads((root / "var/lib/appliance/migrated.json").read_text())
+        assert "nova-api" in stamp["packages"] and "nova_cell0" in stamp["databases"]
+        for database in ("keystone", "nova_api", "nova_cell0", "neutron", "placement"):
+            assert (root / "var/lib/mysql" / database).is_dir(), database
+        assert not (root / "var/log/appliance/firstboot.log").exists()
+        assert not (root / "run/appliance-migrate").exists()
     assert_nothing_left(settings.work_dir, out, tmp_path)
-    for name in ("appliance.qcow2", "appliance.raw", "lxc-rootfs.img"):  # GBs: pytest keeps tmp dirs
-        (out / name).unlink()
 
 
 @pytest.mark.parametrize("mode", ["exit", "kill"])

@@ -34,7 +34,8 @@ def test_elements_follow_the_profile(zed):
     assert elements[:3] == ["vm", "block-device-mbr", "debian-minimal"]
     services = [svc.name for svc in zed.services if svc.packages]
     assert [e for e in elements if e in s.SERVICE_ELEMENTS.values()] == [s.SERVICE_ELEMENTS[n] for n in services]
-    assert elements[-4:] == ["appliance-firstboot", "appliance-overlays", "appliance-lxc-image", "appliance-manifest"]
+    assert elements[-5:] == ["appliance-firstboot", "appliance-overlays", "appliance-migrate", "appliance-lxc-image",
+                             "appliance-manifest"]
 
 
 def test_every_element_exists_and_is_documented(zed):

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from project import ROOT
-from pipeline.build import run_build
 from pipeline.harness import local, nspawn
 
 PROFILE = "bookworm-zed"
@@ -20,8 +19,7 @@ def loop_devices() -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def appliance():
-    run_build(PROFILE, ARTIFACTS / PROFILE)
+def appliance(appliance_image):
     local.stop(PROFILE)
     loops_before = loop_devices()
     state = local.boot(PROFILE, ARTIFACTS)

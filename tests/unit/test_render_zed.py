@@ -145,3 +145,55 @@ def test_every_secret_name_is_used_by_some_template(zed):
         # Database passwords must sit in a connection URL, the others anywhere.
         marker = f"PLACEHOLDER-{name}@" if name.endswith("_db_password") else f"PLACEHOLDER-{name}"
         assert marker in text, name
+
+
+UWSGI_INIS = {
+    "/etc/keystone/keystone-uwsgi.ini": ("/usr/bin/keystone-wsgi-public", "32"),
+    "/etc/placement/placement-api-uwsgi.ini": ("/usr/bin/placement-api", "32"),
+    "/etc/nova/nova-api-uwsgi.ini": ("/usr/bin/nova-api-wsgi", "1"),
+    "/etc/nova/nova-api-metadata-uwsgi.ini": ("/usr/bin/nova-metadata-wsgi", "32"),
+    "/etc/neutron/neutron-api-uwsgi.ini": ("/usr/bin/neutron-api", "32"),
+}
+
+
+def _uwsgi_options(content: str) -> dict[str, list[str]]:
+    # uwsgi allows repeated keys, which configparser does not: parse by hand.
+    options: dict[str, list[str]] = {}
+    for line in content.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            options.setdefault(key.strip(), []).append(value.strip())
+    return options
+
+
+@pytest.mark.parametrize("path", sorted(UWSGI_INIS))
+def test_uwsgi_api_is_sized_by_workers_and_closes_connections(path, zed):
+    wsgi_file, threads = UWSGI_INIS[path]
+    options = _uwsgi_options(zed[path].content)
+    assert [line for line in zed[path].content.splitlines() if line.startswith("[")] == ["[uwsgi]"]
+    assert options["processes"] == [str(load_profile("bookworm-zed").settings["workers"])]
+    assert options["threads"] == [threads]
+    assert options["wsgi-file"] == [wsgi_file]
+    assert options["add-header"] == ["Connection: close"]
+    assert all(len(v) == 1 for v in options.values()), "an option given twice: uwsgi would use both"
+
+
+def test_worker_setting_reaches_every_api_and_rpc_service(tmp_path):
+    from dataclasses import replace
+
+    profile = load_profile("bookworm-zed")
+    bigger = replace(profile, settings={**profile.settings, "workers": 4})
+    site = load_site(None)
+    files = {f.spec.path: f.content for f in render_files(bigger, site, HostFacts.from_site(site),
+                                                            placeholder_secrets(bigger))}
+    for path in UWSGI_INIS:
+        assert _uwsgi_options(files[path])["processes"] == ["4"], path
+    assert "\nworkers = 4\n" in files["/etc/glance/glance-api.conf"]
+    assert "rpc_state_report_workers = 3" in files["/etc/neutron/neutron.conf"]
+    assert "metadata_workers = 4" in files["/etc/neutron/metadata_agent.ini"]
+
+
+def test_one_worker_means_no_forked_children(zed):
+    assert "\nworkers = 0\n" in zed["/etc/glance/glance-api.conf"].content
+    assert "metadata_workers = 0" in zed["/etc/neutron/metadata_agent.ini"].content
+    assert "rpc_state_report_workers = 0" in zed["/etc/neutron/neutron.conf"].content

@@ -1,0 +1,1 @@
+"""`invoke bench`: the appliance's speed and memory, measured and written to artifacts/bench/."""

@@ -1,0 +1,212 @@
+"""Measurements taken ON the appliance; `invoke bench` sends this file and runs it there.
+
+It needs only what the appliance has (python3, openstacksdk, the installed pipeline
+package) and prints one JSON object per line:
+
+    python3 - memory              the appliance's processes: summed RSS and PSS
+    python3 - instances RUNS      RUNS x (create -> ACTIVE, -> ping, delete -> gone)
+    python3 - burst COUNT         COUNT instances in one request: all ACTIVE, failures, peak memory
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+FLAVOR = "bench.128"  # the issue's small flavor: 128 MB
+
+
+def emit(kind, **values):
+    print(json.dumps({"kind": kind, **values}), flush=True)
+
+
+def _instance_process(pid):
+    # LXC instances' processes are visible here but are not the appliance's own.
+    try:
+        with open(f"/proc/{pid}/cgroup") as handle:
+            return "machine" in handle.read()
+    except OSError:
+        return True
+
+
+def _kib(path, field):
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _name(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline") as handle:
+            argv = [a for a in handle.read().split("\0") if a]
+    except OSError:
+        return "?"
+    if not argv:
+        return "?"
+    if "--ini" in argv:  # uwsgi: name it after the API it serves
+        return os.path.basename(argv[argv.index("--ini") + 1]).replace("-uwsgi.ini", "")
+    head = os.path.basename(argv[0].split()[0])
+    if head.startswith("python") and len(argv) > 1:
+        return os.path.basename(argv[1])
+    return head.rstrip(":")
+
+
+def memory():
+    """Summed RSS (what the issue's target counts) and PSS (shared pages counted once)."""
+    rss = pss = count = 0
+    by_name = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or _instance_process(entry):
+            continue
+        kib = _kib(f"/proc/{entry}/status", "VmRSS:")
+        if not kib:
+            continue  # kernel threads
+        count += 1
+        rss += kib
+        pss += _kib(f"/proc/{entry}/smaps_rollup", "Pss:")
+        name = _name(entry)
+        total, n = by_name.get(name, (0, 0))
+        by_name[name] = (total + kib, n + 1)
+    top = sorted(by_name.items(), key=lambda item: -item[1][0])[:15]
+    return {"rss_mib": round(rss / 1024, 1), "pss_mib": round(pss / 1024, 1), "processes": count,
+            "top": [[name, round(kib / 1024), n] for name, (kib, n) in top]}
+
+
+def connect(cloud):
+    import openstack
+
+    conn = openstack.connect(cloud=cloud, api_timeout=120, connect_retries=3)
+    conn.authorize()
+    return conn
+
+
+def site():
+    from pipeline.agent.context import AgentContext, Paths
+
+    return AgentContext.load(Paths()).site
+
+
+def _request(conn, site_config, name, flavor_id, **extra):
+    network = conn.network.find_network(site_config.network.name)
+    return network, dict(name=name, flavor_id=flavor_id, image_id=conn.image.find_image(site_config.image_name).id,
+                         networks=[{"uuid": network.id}], key_name=site_config.keypair_name, **extra)
+
+
+def _image_cached():
+    base = "/var/lib/nova/instances/_base"
+    return os.path.isdir(base) and bool(os.listdir(base))
+
+
+def _ping(namespace, address, timeout=120):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        cmd = ["ip", "netns", "exec", namespace, "ping", "-c1", "-W1", address]
+        if subprocess.run(cmd, capture_output=True).returncode == 0:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def instances(runs):
+    config = site()
+    conn = connect("lxc")
+    flavor = conn.compute.find_flavor(config.flavors[0].name)
+    for run in range(runs):
+        name = f"bench-one-{run}"
+        for old in conn.compute.servers(name=name):
+            conn.compute.delete_server(old)
+            conn.compute.wait_for_delete(old, wait=180)
+        cached = _image_cached()
+        network, request = _request(conn, config, name, flavor.id)
+        start = time.monotonic()
+        server = conn.compute.create_server(**request)
+        server = conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=0.5, wait=600)
+        active = time.monotonic() - start
+        address = next(a["addr"] for a in server.addresses[network.name] if a.get("version") == 4)
+        reachable = _ping(f"qdhcp-{network.id}", address)
+        ping = time.monotonic() - start if reachable else None
+        start = time.monotonic()
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, interval=0.5, wait=300)
+        emit("instance", run=run, image_cached=cached, active_s=round(active, 2),
+             ping_s=round(ping, 2) if ping is not None else None, delete_s=round(time.monotonic() - start, 2))
+
+
+class PeakMemory(threading.Thread):
+    def __init__(self, interval=2.0):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = {"rss_mib": 0.0, "pss_mib": 0.0}
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            sample = memory()
+            for key in self.peak:
+                self.peak[key] = max(self.peak[key], sample[key])
+            self.stopping.wait(self.interval)
+
+
+def _bench_flavor(admin):
+    flavor = admin.compute.find_flavor(FLAVOR)
+    if flavor is None:
+        flavor = admin.compute.create_flavor(name=FLAVOR, ram=128, vcpus=1, disk=1)
+    return flavor
+
+
+def burst(count):
+    config = site()
+    admin, conn = connect("admin"), connect("lxc")
+    flavor = _bench_flavor(admin)
+    project = admin.identity.find_project("lxc", domain_id="default")
+    # The default quota (10 instances) is below the burst; the bench appliance is throwaway.
+    admin.set_compute_quotas(project.id, instances=count + 10, cores=count + 10)
+    prefix = "bench-burst"
+    network, request = _request(conn, config, prefix, flavor.id, min_count=count, max_count=count)
+    sampler = PeakMemory()
+    sampler.start()
+    start = time.monotonic()
+    conn.compute.create_server(**request)
+    states = {}
+    while time.monotonic() - start < 900:
+        states = {s.id: s.status for s in conn.compute.servers(name=f"^{prefix}")}
+        if len(states) >= count and all(v in ("ACTIVE", "ERROR") for v in states.values()):
+            break
+        time.sleep(1)
+    elapsed = time.monotonic() - start
+    sampler.stopping.set()
+    sampler.join()
+    active = sum(1 for v in states.values() if v == "ACTIVE")
+    failed = len(states) - active + max(0, count - len(states))
+    start = time.monotonic()
+    servers = list(conn.compute.servers(name=f"^{prefix}"))
+    for server in servers:
+        conn.compute.delete_server(server)
+    for server in servers:
+        conn.compute.wait_for_delete(server, interval=1, wait=600)
+    emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed,
+         peak_rss_mib=sampler.peak["rss_mib"], peak_pss_mib=sampler.peak["pss_mib"],
+         delete_all_s=round(time.monotonic() - start, 2))
+
+
+def main(argv):
+    command = argv[1] if len(argv) > 1 else "memory"
+    if command == "memory":
+        emit("memory", **memory())
+    elif command == "instances":
+        instances(int(argv[2]))
+    elif command == "burst":
+        burst(int(argv[2]))
+    else:
+        raise SystemExit(f"unknown probe {command!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

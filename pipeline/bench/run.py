@@ -1,0 +1,178 @@
+"""`invoke bench`: build timings, then boots of the built appliance with the probes run in it.
+
+Every boot is a fresh one (the harness discards the overlay), so each gives a boot → ready
+sample, a first (uncached) instance, cached instances, a 20-instance burst and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import ApplianceError
+from ..harness import local, nspawn
+from .figures import Figures, record, table, write_record
+
+PROBE = Path(__file__).with_name("probe.py")
+
+# Targets from the issue (2 cores); a figure over its target is reported as missed.
+TARGETS = {
+    "boot → cloud ready": 60,
+    "create → ACTIVE, first (image not cached)": 10,
+    "create → ACTIVE, cached image": 5,
+    "burst: all ACTIVE": 120,
+    "burst: failed instances": 0,
+    "idle memory, RSS summed": 3072,
+    "cold build / plain DIB build": 4,
+}
+
+
+def run_probe(state: nspawn.BootState, *args: str, timeout: float = 1800) -> list[dict]:
+    result = nspawn.exec_in(state, ["python3", "-", *args], stdin=PROBE.read_text(), timeout=timeout)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ApplianceError(f"probe {' '.join(args)} failed (exit {result.returncode}): {tail}")
+    return lines
+
+
+class Bench:
+    def __init__(self, profile: str, artifacts: Path, say=print):
+        self.profile = profile
+        self.artifacts = artifacts
+        self.say = say
+        self.figures = Figures()
+        self.events: list[str] = []
+
+    def add(self, name: str, value: float, unit: str = "s") -> None:
+        self.figures.add(name, value, unit, TARGETS.get(name))
+
+    def event(self, text: str) -> None:
+        self.events.append(text)
+        self.say(f"[bench] {text}")
+
+    # --- boots -----------------------------------------------------------------------------
+
+    def one_boot(self, index: int, *, creates: int, burst: int, settle_s: float) -> None:
+        local.stop(self.profile, say=self.say)
+        started = time.time()
+        state = local.boot(self.profile, self.artifacts, say=lambda line: None)
+        try:
+            journal = local.wait_for_first_boot(state, say=lambda line: None)
+            ready = journal["completed_at"] - started
+            self.add("boot → cloud ready", ready)
+            for name, step in journal["steps"].items():
+                self.add(f"first-boot step: {name}", step["seconds"] or 0.0)
+            self.event(f"boot {index}: cloud ready {ready:.1f} s after the container started")
+            time.sleep(settle_s)
+            idle = run_probe(state, "memory")[0]
+            self.add("idle memory, RSS summed", idle["rss_mib"], "MiB")
+            self.add("idle memory, PSS summed", idle["pss_mib"], "MiB")
+            self.event(f"boot {index}: idle RSS {idle['rss_mib']:.0f} MiB, PSS {idle['pss_mib']:.0f} MiB, "
+                       f"{idle['processes']} processes; largest: "
+                       + ", ".join(f"{n} {m} MiB×{c}" for n, m, c in idle["top"][:8]))
+            if creates:
+                self.instances(state, index, creates)
+            if burst:
+                self.burst(state, index, burst)
+        finally:
+            local.stop(self.profile, say=lambda line: None)
+
+    def instances(self, state: nspawn.BootState, index: int, creates: int) -> None:
+        for item in run_probe(state, "instances", str(creates)):
+            kind = "cached image" if item["image_cached"] else "first (image not cached)"
+            self.add(f"create → ACTIVE, {kind}", item["active_s"])
+            if item["ping_s"] is not None:
+                self.add("create → ping reply", item["ping_s"])
+            else:
+                self.event(f"boot {index}: instance {item['run']} never answered ping")
+            self.add("delete → gone", item["delete_s"])
+            self.event(f"boot {index}: instance {item['run']} ({kind}): ACTIVE {item['active_s']} s, "
+                       f"ping {item['ping_s']} s, delete {item['delete_s']} s")
+
+    def burst(self, state: nspawn.BootState, index: int, count: int) -> None:
+        result = run_probe(state, "burst", str(count))[0]
+        self.add("burst: all ACTIVE", result["all_active_s"])
+        self.add("burst: failed instances", result["failed"], "count")
+        self.add("burst: peak memory, RSS summed", result["peak_rss_mib"], "MiB")
+        self.add("burst: peak memory, PSS summed", result["peak_pss_mib"], "MiB")
+        self.add("burst: delete all → gone", result["delete_all_s"])
+        self.event(f"boot {index}: {count} instances in one request: {result['active']} ACTIVE, "
+                   f"{result['failed']} failed, {result['all_active_s']} s; peak RSS {result['peak_rss_mib']:.0f} MiB")
+
+    # --- builds ----------------------------------------------------------------------------
+
+    def builds(self, runs: int) -> None:
+        from ..build import run_build
+        from ..build.settings import BuildSettings
+
+        scratch = Path(tempfile.mkdtemp(prefix="appliance-bench-", dir="/var/tmp"))
+        try:
+            for index in range(1, runs + 1):
+                settings = BuildSettings(cache_dir=scratch / f"cache-{index}")
+                quiet = lambda line: None  # noqa: E731 - the build log keeps every line
+                started = time.monotonic()
+                run_build(self.profile, scratch / "cold", settings=settings, log=quiet)
+                cold = time.monotonic() - started
+                started = time.monotonic()
+                run_build(self.profile, self.artifacts / self.profile, settings=settings, log=quiet)
+                warm = time.monotonic() - started
+                plain = plain_dib_build(self.profile, scratch / f"plain-{index}")
+                self.add("build, cold caches", cold)
+                self.add("build, warm caches", warm)
+                self.add("plain debian-minimal vm DIB build, cold", plain)
+                self.add("cold build / plain DIB build", cold / plain, "ratio")
+                self.event(f"build {index}: cold {cold:.0f} s, warm {warm:.0f} s, plain DIB {plain:.0f} s "
+                           f"(ratio {cold / plain:.2f})")
+                shutil.rmtree(scratch / f"cache-{index}", ignore_errors=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def plain_dib_build(profile_name: str, work: Path) -> float:
+    """The yardstick: `disk-image-create debian-minimal vm` for the same release and mirror."""
+    import os
+
+    from ..build.dib import build_environment, run_disk_image_create
+    from ..build.settings import BuildSettings, common_env, distro_env
+    from ..profiles import load_profile
+
+    profile = load_profile(profile_name)
+    settings = BuildSettings(work_dir=work / "work", cache_dir=work / "cache")
+    settings.dib_tmp_dir.mkdir(parents=True, exist_ok=True)
+    env = build_environment({**common_env(settings), **distro_env(profile, os.environ)})
+    started = time.monotonic()
+    run_disk_image_create(["-t", "qcow2", "-o", str(work / "plain"), profile.distro.dib_element, "vm"],
+                          env, work / "plain-build.log")
+    return time.monotonic() - started
+
+
+def git_revision() -> str:
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
+
+
+def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
+              build_runs: int = 1, settle_s: float = 30, say=print) -> Path:
+    bench = Bench(profile, artifacts, say)
+    started = time.time()
+    options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s}
+    try:
+        if build_runs:
+            bench.builds(build_runs)
+        elif not (artifacts / profile / "appliance.raw").exists():
+            raise ApplianceError(f"no built image in {artifacts / profile}; run `./inv build` or bench with builds")
+        for index in range(1, boots + 1):
+            bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
+    finally:
+        data = record(bench.figures, profile=profile, revision=git_revision(), options=options, started=started,
+                      events=bench.events)
+        path = write_record(data, artifacts / "bench")
+        say(table(bench.figures))
+        say(f"[bench] written to {path}")
+    return path

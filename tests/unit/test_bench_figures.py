@@ -1,0 +1,48 @@
+"""The bench's arithmetic and record: summaries, verdicts against targets, the JSON file, the table."""
+
+import json
+
+from pipeline.bench.figures import Figure, Figures, record, table, write_record
+
+
+def test_summary_is_min_median_max_of_every_sample():
+    fig = Figure("boot", "s")
+    for value in (70.0, 50.0, 61.0, 90.0):
+        fig.add(value)
+    assert fig.summary() == {"n": 4, "min": 50.0, "median": 65.5, "max": 90.0}
+    assert fig.as_dict()["samples"] == [70.0, 50.0, 61.0, 90.0]
+
+
+def test_verdict_judges_the_median_against_the_target():
+    fig = Figure("boot", "s", target=60)
+    assert fig.verdict() == ""  # nothing measured: no verdict, not a pass
+    fig.add(59.0)
+    fig.add(200.0)
+    fig.add(58.0)
+    assert fig.verdict() == "met"
+    fig.add(300.0)
+    assert fig.verdict() == "missed"
+    assert Figure("x", "s").verdict() == ""
+
+
+def test_record_has_machine_revision_and_every_figure(tmp_path):
+    figures = Figures()
+    figures.add("create → ACTIVE", 6.5, target=10)
+    figures.add("idle memory", 2900, unit="MiB", target=3072)
+    data = record(figures, profile="bookworm-zed", revision="abc123", options={"boots": 1}, started=0.0)
+    path = write_record(data, tmp_path / "bench")
+    loaded = json.loads(path.read_text())
+    assert path.parent == tmp_path / "bench" and path.name.endswith("-bookworm-zed.json")
+    assert loaded["git_revision"] == "abc123" and loaded["machine"]["cpus"] >= 1
+    assert loaded["figures"]["create → ACTIVE"]["verdict"] == "met"
+    assert loaded["figures"]["idle memory"]["unit"] == "MiB"
+
+
+def test_table_lists_each_figure_with_its_verdict():
+    figures = Figures()
+    figures.add("boot → cloud ready", 75.0, target=60)
+    figures.add("delete → gone", 3.1)
+    lines = table(figures).splitlines()
+    assert lines[0].split()[:2] == ["figure", "unit"]
+    assert lines[1].startswith("boot → cloud ready") and lines[1].endswith("missed")
+    assert lines[2].startswith("delete → gone") and "3.1" in lines[2]
