@@ -52,9 +52,11 @@ def _name(pid):
         return "?"
     if "--ini" in argv:  # uwsgi: name it after the API it serves
         return os.path.basename(argv[argv.index("--ini") + 1]).replace("-uwsgi.ini", "")
-    head = os.path.basename(argv[0].split()[0])
-    if head.startswith("python") and len(argv) > 1:
-        return os.path.basename(argv[1])
+    # setproctitle may have joined the whole command line into argv[0].
+    words = " ".join(argv).split()
+    head = os.path.basename(words[0])
+    if head.startswith("python") and len(words) > 1:
+        return os.path.basename(words[1])
     return head.rstrip(":")
 
 
