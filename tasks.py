@@ -30,10 +30,6 @@ def operator_errors(func):
     return wrapper
 
 
-def not_built_yet(what: str, issue: int):
-    raise Exit(f"invoke {what}: not built yet; issue #{issue} brings it.", code=3)
-
-
 @task(help={"profile": PROFILE_HELP, "site": "site config (appliance.yaml); default: all defaults",
             "out": "output directory (default artifacts/render/<profile>)"})
 @operator_errors

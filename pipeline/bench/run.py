@@ -159,14 +159,20 @@ def git_revision() -> str:
 
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
               build_runs: int = 1, settle_s: float = 30, say=print) -> Path:
+    from ..profiles import load_profile
+
+    load_profile(profile)  # an unknown profile fails here, before anything slow
+    options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s}
+    for name, value in options.items():
+        if value < 0:
+            raise ApplianceError(f"bench option {name.replace('_s', '')}: expected 0 or more, got {value}")
+    if not build_runs and boots and not (artifacts / profile / "appliance.raw").exists():
+        raise ApplianceError(f"no built image in {artifacts / profile}; run `./inv build` or bench with --builds 1")
     bench = Bench(profile, artifacts, say)
     started = time.time()
-    options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s}
     try:
         if build_runs:
             bench.builds(build_runs)
-        elif not (artifacts / profile / "appliance.raw").exists():
-            raise ApplianceError(f"no built image in {artifacts / profile}; run `./inv build` or bench with builds")
         for index in range(1, boots + 1):
             bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
     finally:

@@ -46,3 +46,18 @@ def test_table_lists_each_figure_with_its_verdict():
     assert lines[0].split()[:2] == ["figure", "unit"]
     assert lines[1].startswith("boot → cloud ready") and lines[1].endswith("missed")
     assert lines[2].startswith("delete → gone") and "3.1" in lines[2]
+
+
+def test_bench_rejects_bad_options_before_doing_anything(tmp_path):
+    import pytest
+
+    from pipeline.bench.run import run_bench
+    from pipeline.errors import ApplianceError
+
+    with pytest.raises(ApplianceError, match="unknown profile 'nope'"):
+        run_bench("nope", tmp_path)
+    with pytest.raises(ApplianceError, match="bench option boots: expected 0 or more, got -1"):
+        run_bench("bookworm-zed", tmp_path, boots=-1)
+    with pytest.raises(ApplianceError, match="no built image"):
+        run_bench("bookworm-zed", tmp_path, boots=1, build_runs=0)
+    assert not (tmp_path / "bench").exists()  # nothing ran, so no record claims a run
