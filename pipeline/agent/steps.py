@@ -26,11 +26,13 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("rabbitmq", "RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
         Step("memcached", "memcached on the management address", bind(infra.memcached)),
         Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone)),
-        # The servers load (tens of seconds of CPU) while identity and the agents' wait run.
-        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations)),
-        Step("services", "start the OpenStack servers", bind(openstack.start_servers)),
+        # Before any server starts: nova-conductor and nova-scheduler exit at start-up when
+        # their service user cannot authenticate yet.
         Step("identity", "projects, users, roles, services and endpoints", bind(openstack.identity_resources),
              still_done=bind(openstack.catalog_complete)),
+        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations)),
+        # The servers load (tens of seconds of CPU) while the next steps wait and work.
+        Step("services", "start the OpenStack servers", bind(openstack.start_servers)),
         Step("agents", "start nova-compute and the agents once their RPC servers listen",
              bind(openstack.start_gated)),
         Step("apis", "wait for every API to answer", bind(openstack.apis_answer)),

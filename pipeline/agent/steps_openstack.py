@@ -146,7 +146,7 @@ def apis_answer(ctx: AgentContext) -> None:
 
 
 def queues_consumed(queues: tuple[str, ...]) -> bool:
-    out = run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], timeout=60).stdout
+    out = run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], timeout=20).stdout
     consumers = {}
     for line in out.splitlines():
         words = line.split()

@@ -59,10 +59,11 @@ class Bench:
 
     def one_boot(self, index: int, *, creates: int, burst: int, settle_s: float) -> None:
         local.stop(self.profile, say=self.say)
+        self.say(f"[bench] boot {index}: booting a fresh appliance")
         started = time.time()
         state = local.boot(self.profile, self.artifacts, say=lambda line: None)
         try:
-            journal = local.wait_for_first_boot(state, say=lambda line: None)
+            journal = local.wait_for_first_boot(state, say=lambda line: self.say(f"[bench] boot {index}: {line}"))
             ready = journal["completed_at"] - started
             self.add("boot → cloud ready", ready)
             for name, step in journal["steps"].items():
@@ -157,8 +158,12 @@ def git_revision() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # progress must show even when the output goes to a file
+
+
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
-              build_runs: int = 1, settle_s: float = 30, say=print) -> Path:
+              build_runs: int = 1, settle_s: float = 30, say=_say) -> Path:
     from ..profiles import load_profile
 
     load_profile(profile)  # an unknown profile fails here, before anything slow
