@@ -20,6 +20,20 @@ for image in c.image.images(name=sys.argv[1]):
     c.image.delete_image(image)
 """
 
+# The tenant network, its subnet and the router, as if first boot had not made them yet.
+DELETE_NETWORK = r"""
+import openstack, sys
+c = openstack.connect(cloud="admin")
+network = c.network.find_network(sys.argv[1])
+router = c.network.find_router(sys.argv[2], ignore_missing=True)
+if router is not None:
+    for port in c.network.ports(device_id=router.id, device_owner="network:router_interface"):
+        c.network.remove_interface_from_router(router, port_id=port.id)
+    c.network.delete_router(router)
+if network is not None:
+    c.network.delete_network(network)
+"""
+
 # Counted on the appliance with the admin credentials first boot wrote.
 COUNT_RESOURCES = r"""
 import json, openstack
@@ -39,6 +53,14 @@ print(json.dumps({
     "flavors": len(list(c.compute.flavors())),
     "keypairs": len(list(c.compute.keypairs())),
 }))
+"""
+
+
+SITE_NAMES = r"""
+import json
+from pipeline.agent.context import AgentContext, Paths
+site = AgentContext.load(Paths()).site
+print(json.dumps({"image": site.image_name, "network": site.network.name, "router": site.network.router}))
 """
 
 
@@ -101,11 +123,13 @@ def test_killed_mid_step_converges(appliance, kill_in):
     data["completed_at"] = None
     nspawn.exec_in(appliance, ["sh", "-c", "cat > /var/lib/appliance/firstboot.json"], stdin=json.dumps(data),
                    check=True)
+    # Make the image and network steps do their work for real (an upload; creating the
+    # network, subnet, router and interface), so the kill lands in the middle of it.
+    site = json.loads(in_appliance(appliance, "python3", "-c", SITE_NAMES).stdout)
     if kill_in == "image":
-        # Make the step upload for real, so the kill lands in the middle of an upload.
-        site_image = json.loads(in_appliance(appliance, "python3", "-c",
-            "import json; from pipeline.agent.context import *; print(json.dumps(AgentContext.load(Paths()).site.image_name))").stdout)
-        in_appliance(appliance, "python3", "-c", DELETE_IMAGE, site_image)
+        in_appliance(appliance, "python3", "-c", DELETE_IMAGE, site["image"])
+    if kill_in == "network":
+        in_appliance(appliance, "python3", "-c", DELETE_NETWORK, site["network"], site["router"])
     # Start the agent in the background inside the appliance and kill it once the step runs.
     in_appliance(appliance, "sh", "-c", "setsid python3 -m pipeline.agent run > /var/log/appliance/killed-run.log 2>&1 &")
     deadline = time.monotonic() + 600
