@@ -105,6 +105,13 @@ class Bench:
         self.event(f"boot {index}: {count} instances in one request: {result['active']} ACTIVE, "
                    f"{result['failed']} failed, {result['all_active_s']} s; peak RSS {result['peak_rss_mib']:.0f} MiB")
 
+    def _stage_lines(self, label: str):
+        """The build's stage lines (start and end of each), not every line it logs."""
+        def say(line: str) -> None:
+            if line.startswith("[build]") and (line.endswith("…") or " done in " in line):
+                self.say(f"[bench] {label}: {line[len('[build] '):]}")
+        return say
+
     # --- builds ----------------------------------------------------------------------------
 
     def builds(self, runs: int) -> None:
@@ -115,13 +122,14 @@ class Bench:
         try:
             for index in range(1, runs + 1):
                 settings = BuildSettings(cache_dir=scratch / f"cache-{index}")
-                quiet = lambda line: None  # noqa: E731 - the build log keeps every line
                 started = time.monotonic()
-                run_build(self.profile, scratch / "cold", settings=settings, log=quiet)
+                run_build(self.profile, scratch / "cold", settings=settings, log=self._stage_lines("cold build"))
                 cold = time.monotonic() - started
                 started = time.monotonic()
-                run_build(self.profile, self.artifacts / self.profile, settings=settings, log=quiet)
+                run_build(self.profile, self.artifacts / self.profile, settings=settings,
+                          log=self._stage_lines("warm build"))
                 warm = time.monotonic() - started
+                self.say("[bench] plain DIB build …")
                 plain = plain_dib_build(self.profile, scratch / f"plain-{index}")
                 self.add("build, cold caches", cold)
                 self.add("build, warm caches", warm)
