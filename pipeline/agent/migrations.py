@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import ApplianceError
+from ..files import atomic_write
 from ..profiles import Profile
 from .system import run, wait_for
 
@@ -126,8 +126,7 @@ def _build_configs(profile: Profile, socket: Path, password: str, work: Path) ->
         for section, options in content.items():
             lines.append(f"[{section}]")
             lines += [f"{key} = {value}" for key, value in options.items()]
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
+        atomic_write(path, "\n".join(lines) + "\n", mode=0o600)
         configs[service] = [str(path)]
     return configs
 
@@ -143,7 +142,10 @@ def build_mariadb(profile: Profile, say: Callable[[str], None] = print) -> Itera
            f"--pid-file={BUILD_RUN_DIR / 'mysqld.pid'}", "--skip-log-bin",
            f"--character-set-server={settings.get('mariadb_charset', 'utf8mb4')}",
            f"--collation-server={settings.get('mariadb_collation', 'utf8mb4_general_ci')}"]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Its log goes to a file: a pipe nobody reads would stall mariadbd once full.
+    server_log = BUILD_RUN_DIR / "mariadbd.log"
+    with open(server_log, "w") as log:
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for("MariaDB in the build chroot", lambda: _connect(socket).close() is None, timeout=120)
         yield socket
@@ -160,7 +162,7 @@ def build_mariadb(profile: Profile, say: Callable[[str], None] = print) -> Itera
             server.kill()
             server.wait()
         if server.returncode not in (0, -15):
-            say(f"[migrate] mariadbd exited {server.returncode}: {(server.stderr.read() or '')[-500:]}")
+            say(f"[migrate] mariadbd exited {server.returncode}: {server_log.read_text()[-500:]}")
         shutil.rmtree(BUILD_RUN_DIR, ignore_errors=True)
 
 

@@ -72,3 +72,29 @@ def test_bad_mode_is_rejected():
 def test_unknown_profile():
     with pytest.raises(ApplianceError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def test_rpc_gate_names_only_units_of_the_profile():
+    profile = load_profile("bookworm-zed")
+    assert "nova-compute" in profile.rpc_gate.units and "q-l3-plugin" in profile.rpc_gate.queues
+    data = _zed_data()
+    data["rpc_gate"]["units"].append("neutron-openvswitch-agent")
+    with pytest.raises(ConfigError, match=r"rpc_gate\.units\[5\]: neutron-openvswitch-agent is not a unit"):
+        parse_profile(data, "test.yaml")
+
+
+def test_gated_units_are_started_after_the_rest(monkeypatch):
+    from pipeline.agent import steps_openstack
+
+    class Ctx:
+        profile = load_profile("bookworm-zed")
+
+    started, waited = [], []
+    monkeypatch.setattr(steps_openstack, "enable_and_start", lambda units: started.append(list(units)))
+    monkeypatch.setattr(steps_openstack, "wait_for", lambda what, probe, **kw: waited.append(what))
+    steps_openstack.start_servers(Ctx())
+    steps_openstack.start_gated(Ctx())
+    servers, gated = started
+    assert "neutron-rpc-server" in servers and "nova-conductor" in servers and "nova-compute" not in servers
+    assert set(gated) == set(Ctx.profile.rpc_gate.units)
+    assert waited == ["RPC servers consuming q-plugin, q-l3-plugin, q-reports-plugin, conductor"]
