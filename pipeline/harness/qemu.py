@@ -12,8 +12,11 @@ from pathlib import Path
 from ..errors import ApplianceError
 from .host import ensure_commands
 
-LOGIN_PROMPT = re.compile(rb"login: ?$", re.M)
-FIRSTBOOT_STARTED = re.compile(rb"appliance-firstboot|\[firstboot\]")
+# "<host> login: " at the start of a line; a kernel message may follow on the same line.
+LOGIN_PROMPT = re.compile(rb"^(?!Last )[\w.-]+ login: ", re.M)
+# systemd shortens long unit names on the console ("appliance-firstbo…enders /etc, ..."):
+# match the start of the name.
+FIRSTBOOT_STARTED = re.compile(rb"Starting \S*appliance-firstbo|\[firstboot\]")
 
 
 def accelerator() -> str:
