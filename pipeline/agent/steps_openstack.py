@@ -126,12 +126,14 @@ def _gated(ctx: AgentContext) -> set[str]:
 
 def start_servers(ctx: AgentContext) -> None:
     """Every OpenStack unit but the gated ones; they load while the next steps run."""
-    enable_and_start([u for u in _openstack_units(ctx) if u not in _gated(ctx)])
+    gated = _gated(ctx)
+    enable_and_start([u for u in _openstack_units(ctx) if u not in gated])
 
 
 def start_gated(ctx: AgentContext) -> None:
     """The units of the profile's RPC gate, once their servers consume the gate's queues."""
-    gated = [u for u in _openstack_units(ctx) if u in _gated(ctx)]
+    gated_units = _gated(ctx)
+    gated = [u for u in _openstack_units(ctx) if u in gated_units]
     if not gated:
         return
     queues = ctx.profile.rpc_gate.queues

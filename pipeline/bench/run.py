@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from ..build.driver import git_revision
 from ..errors import ApplianceError
 from ..harness import local, nspawn
 from .figures import Figures, record, table, write_record
@@ -160,12 +160,6 @@ def plain_dib_build(profile_name: str, work: Path) -> float:
     return time.monotonic() - started
 
 
-def git_revision() -> str:
-    repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
-
-
 def _say(line: str) -> None:
     print(line, flush=True)  # progress must show even when the output goes to a file
 
@@ -189,7 +183,9 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
         for index in range(1, boots + 1):
             bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
     finally:
-        data = record(bench.figures, profile=profile, revision=git_revision(), options=options, started=started,
+        # A bench of uncommitted changes must say so: the figures are not the commit's.
+        data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True), options=options,
+                      started=started,
                       events=bench.events)
         path = write_record(data, artifacts / "bench")
         say(table(bench.figures))

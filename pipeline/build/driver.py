@@ -98,9 +98,16 @@ def _remove_stale_dib_dirs(tmp_dir: Path) -> None:
         subprocess.run(["rm", "-rf", "--one-file-system", str(stale)], check=False)
 
 
-def _git_revision() -> str:
-    done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "uncommitted"
+def git_revision(*, mark_dirty: bool = False) -> str:
+    """HEAD's commit; with ``mark_dirty``, suffixed "-dirty" when the tree has changes."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True)
+
+    done = git("rev-parse", "HEAD")
+    if done.returncode != 0:
+        return "uncommitted"
+    dirty = mark_dirty and git("diff", "--quiet", "HEAD").returncode != 0
+    return done.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def run_build(profile_name: str, out_dir: Path, *, log: Log = print, settings: BuildSettings | None = None,
@@ -182,7 +189,7 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
             "profile_sha256": hashlib.sha256(profile_path(profile.name).read_bytes()).hexdigest(),
             "lxc_rootfs_key": key,
             "lxc_rootfs_reused": str(rootfs.reused).lower(),
-            "git_revision": _git_revision(),
+            "git_revision": git_revision(),
             "diskimage_builder": dib_version(),
             "device_mapper_shims": str(not host.device_mapper).lower(),
         }

@@ -61,3 +61,15 @@ def test_bench_rejects_bad_options_before_doing_anything(tmp_path):
     with pytest.raises(ApplianceError, match="no built image"):
         run_bench("bookworm-zed", tmp_path, boots=1, build_runs=0)
     assert not (tmp_path / "bench").exists()  # nothing ran, so no record claims a run
+
+
+def test_revision_is_the_commit_and_a_bench_of_changes_says_so():
+    import re
+    import subprocess
+
+    from pipeline.build.driver import REPO_ROOT, git_revision
+
+    plain = git_revision()
+    assert re.fullmatch(r"[0-9a-f]{40}", plain)
+    changed = subprocess.run(["git", "-C", str(REPO_ROOT), "diff", "--quiet", "HEAD"]).returncode != 0
+    assert git_revision(mark_dirty=True) == plain + ("-dirty" if changed else "")
