@@ -151,8 +151,8 @@ UWSGI_INIS = {
     "/etc/keystone/keystone-uwsgi.ini": ("/usr/bin/keystone-wsgi-public", "32"),
     "/etc/placement/placement-api-uwsgi.ini": ("/usr/bin/placement-api", "32"),
     "/etc/nova/nova-api-uwsgi.ini": ("/usr/bin/nova-api-wsgi", "1"),
-    "/etc/nova/nova-api-metadata-uwsgi.ini": ("/usr/bin/nova-metadata-wsgi", "32"),
-    "/etc/neutron/neutron-api-uwsgi.ini": ("/usr/bin/neutron-api", "32"),
+    "/etc/nova/nova-api-metadata-uwsgi.ini": ("/usr/bin/nova-metadata-wsgi", "1"),
+    "/etc/neutron/neutron-api-uwsgi.ini": ("/usr/bin/neutron-api", "1"),
 }
 
 
