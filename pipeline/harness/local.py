@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -13,8 +14,15 @@ from . import nspawn
 BOOT_ROOT = Path("/var/tmp/appliance-boot")
 
 
+def boot_name(profile: str) -> str:
+    """The harness's name for one booted appliance: the profile, unless APPLIANCE_BOOT_NAME
+    names another, so that two appliances of one profile can run side by side (each has its
+    own state directory, network namespace and container name)."""
+    return os.environ.get("APPLIANCE_BOOT_NAME") or profile
+
+
 def state_dir(profile: str) -> Path:
-    return BOOT_ROOT / profile
+    return BOOT_ROOT / boot_name(profile)
 
 
 def harness_key(profile: str) -> Path:
@@ -35,7 +43,7 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, say=print) 
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     site_yaml = site.read_text(encoding="utf-8") if site else None
-    state = nspawn.boot(image, profile, state_dir(profile), site_yaml=site_yaml,
+    state = nspawn.boot(image, boot_name(profile), state_dir(profile), site_yaml=site_yaml,
                         authorized_key=key.with_suffix(".pub").read_text(), say=say)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
     say(f"[boot]       or: ./inv shell --profile {profile}")
@@ -45,7 +53,7 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, say=print) 
 def running_state(profile: str) -> nspawn.BootState:
     state = nspawn.BootState.load(state_dir(profile))
     if state is None or not nspawn.pid_alive(state.nspawn_pid):
-        raise ApplianceError(f"no {profile} appliance is running; `./inv boot --profile {profile}` first")
+        raise ApplianceError(f"no appliance {boot_name(profile)} is running; `./inv boot --profile {profile}` first")
     return state
 
 

@@ -243,10 +243,17 @@ def _reap(pid: int) -> None:
 def _our_loops(state: BootState) -> list[str]:
     """Loop devices of this appliance: its image, and instance disks Nova attached."""
     listing = subprocess.run(["losetup", "--list", "--json"], capture_output=True, text=True).stdout
+    # Nova names an instance's disk /var/lib/nova/instances/<uuid>/disk as the container sees
+    # it; the instances of this appliance are the ones whose directories are in its overlay
+    # (another appliance booted beside it has instance disks of the same path shape).
+    instances = Path(state.state_dir) / "upper/var/lib/nova/instances"
+    uuids = {d.name for d in instances.iterdir() if d.is_dir()} if instances.is_dir() else set()
     ours = []
     for dev in json.loads(listing or '{"loopdevices": []}').get("loopdevices", []):
         backing = dev.get("back-file") or ""
-        if backing == state.image or "/var/lib/nova/instances/" in backing or backing.startswith(str(state.merged)):
+        parts = backing.split("/var/lib/nova/instances/", 1)
+        instance = parts[1].split("/", 1)[0] if len(parts) == 2 else None
+        if dev["name"] == state.loop_device or instance in uuids or backing.startswith(str(state.merged)):
             ours.append(dev["name"])
     return ours
 
