@@ -60,9 +60,10 @@ def _build(profile):
 @task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
             "site": "site config to place at /etc/appliance/appliance.yaml",
             "wait": "wait until first boot has finished",
+            "from_tree": "development: this checkout's agent, overlays and profile over the image's (no rebuild)",
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
-def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False):
+def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False):
     """Boot the built appliance locally in systemd-nspawn (no uplink); --stop tears it down."""
     from pipeline.harness import local
 
@@ -74,7 +75,7 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
     if stop:
         local.stop(profile)
         return
-    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None)
+    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None, from_tree=from_tree)
     if wait:
         local.wait_for_first_boot(state)
 

@@ -76,6 +76,23 @@ WantedBy=sysinit.target
 """
 
 
+def copy_source_tree(root: Path, source: Path, profile_file: Path) -> None:
+    """Development only (`invoke boot --from-tree`): this checkout's agent, templates and
+    profile over the image's copies (where the appliance-firstboot and appliance-overlays
+    elements install them), so a change to them is tried without a rebuild. Element
+    changes still need `invoke build`; tests and CI boot the image as built."""
+    import shutil
+
+    agent = root / "usr/lib/python3/dist-packages/pipeline"
+    shutil.rmtree(agent, ignore_errors=True)
+    shutil.copytree(source / "pipeline", agent,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build"))
+    share = root / "usr/share/appliance"
+    shutil.rmtree(share / "overlays", ignore_errors=True)
+    shutil.copytree(source / "overlays", share / "overlays")
+    shutil.copyfile(profile_file, share / "profile.yaml")
+
+
 def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str) -> None:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,23 @@ def harness_target() -> str:
     return f"ssh://root@{nspawn.MANAGEMENT_IP}"
 
 
-def boot(profile: str, artifacts: Path, *, site: Path | None = None, say=print) -> nspawn.BootState:
+def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
+         say=print) -> nspawn.BootState:
+    """Boot the built image; ``from_tree`` lays this checkout's agent, overlays and profile
+    over the image's (development: no rebuild for a change to them)."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     site_yaml = site.read_text(encoding="utf-8") if site else None
+    prepare = None
+    if from_tree:
+        from ..profiles import profile_path
+        from . import container_fixups
+
+        source = Path(__file__).resolve().parents[2]
+        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile))  # noqa: E731
+        say(f"[boot] agent, overlays and profile from {source} (not the image's)")
     state = nspawn.boot(image, boot_name(profile), state_dir(profile), site_yaml=site_yaml,
-                        authorized_key=key.with_suffix(".pub").read_text(), say=say)
+                        authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
     say(f"[boot]       or: ./inv shell --profile {profile}")
     return state

@@ -123,7 +123,8 @@ def attach_netns(state: BootState, timeout: float = 30) -> None:
 
 
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
-         say=print) -> BootState:
+         say=print, prepare=None) -> BootState:
+    """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start."""
     ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
                      "nsenter": "util-linux", "ip": "iproute2"})
     if not image.is_file():
@@ -148,6 +149,8 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
               f"lowerdir={state.lower},upperdir={state_dir / 'upper'},workdir={state_dir / 'work'}", str(state.merged)])
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
                                management_cidr=MANAGEMENT_CIDR)
+        if prepare is not None:
+            prepare(state.merged)
         state.nspawn_pid = _start_nspawn(state)
         state.save()
         attach_netns(state)
