@@ -41,6 +41,40 @@ class TenantNetwork:
     router: str = "router"
 
 
+EXTERNAL_MODES = ("host", "provider", "none")
+
+
+@dataclass(frozen=True)
+class ExternalNetwork:
+    """The external network floating IPs come from, and the tenant router's gateway.
+
+    ``mode``: ``host`` (default) puts it on a bridge the appliance owns (``bridge``), holding
+    the gateway address, with outbound NAT through the management interface; ``provider`` maps
+    it to a physical ``interface`` on the operator's LAN (its ``cidr``, ``gateway`` and
+    ``floating_range`` are the LAN's); ``none`` creates no external network.
+    """
+
+    mode: str = "host"
+    name: str = "external"
+    cidr: str = "10.20.20.0/24"
+    gateway: str | None = None  # default: the first host address of cidr
+    floating_range: AllocationPool | None = None  # default: every host address after the gateway
+    interface: str | None = None  # provider mode: the physical interface on the LAN
+    bridge: str = "br-external"  # host mode: the bridge the appliance creates (≤ 15 characters)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    def gateway_ip(self) -> str:
+        return self.gateway or str(next(ipaddress.ip_network(self.cidr).hosts()))
+
+    def floating_pool(self) -> AllocationPool:
+        if self.floating_range:
+            return self.floating_range
+        return _pool_after(self.cidr, self.gateway_ip())
+
+
 @dataclass(frozen=True)
 class Flavor:
     name: str
@@ -64,6 +98,7 @@ class SiteConfig:
     provider_interface: str | None = None
     region: str = "RegionOne"
     network: TenantNetwork = field(default_factory=TenantNetwork)
+    external: ExternalNetwork = field(default_factory=ExternalNetwork)
     flavors: tuple[Flavor, ...] = DEFAULT_FLAVORS
     keypair_name: str = "lxckey"
     ssh_public_key: str | None = None  # the key itself
@@ -79,12 +114,16 @@ class SiteConfig:
     def allocation_pool(self) -> AllocationPool:
         if self.network.allocation_pool:
             return self.network.allocation_pool
-        net = ipaddress.ip_network(self.network.cidr)
-        gateway = ipaddress.ip_address(self.gateway())
-        first, last = net.network_address + 1, net.broadcast_address - 1
-        # The addresses above the gateway, unless the gateway is the last host address.
-        start, end = (gateway + 1, last) if gateway < last else (first, gateway - 1)
-        return AllocationPool(start=str(start), end=str(end))
+        return _pool_after(self.network.cidr, self.gateway())
+
+
+def _pool_after(cidr: str, gateway_ip: str) -> AllocationPool:
+    net = ipaddress.ip_network(cidr)
+    gateway = ipaddress.ip_address(gateway_ip)
+    first, last = net.network_address + 1, net.broadcast_address - 1
+    # The addresses above the gateway, unless the gateway is the last host address.
+    start, end = (gateway + 1, last) if gateway < last else (first, gateway - 1)
+    return AllocationPool(start=str(start), end=str(end))
 
 
 def load_site(path: Path | None, *, secret_names: set[str] | None = None) -> SiteConfig:
@@ -117,6 +156,7 @@ def validate_site(site: SiteConfig, source: str, *, secret_names: set[str] | Non
     if not _NAME.match(site.region):
         fail("region", f"expected a name of letters, digits, '.', '_' or '-', got {site.region!r}")
     _check_network(site, fail)
+    _check_external(site, fail)
     _check_flavors(site, fail)
     if not _NAME.match(site.keypair_name):
         fail("keypair_name", f"expected a name of letters, digits, '.', '_' or '-', got {site.keypair_name!r}")
@@ -192,6 +232,61 @@ def _check_network(site: SiteConfig, fail) -> None:
         gateway = ipaddress.IPv4Address(site.gateway())
         if start <= gateway <= end:
             fail("network.allocation_pool", f"the range {start}-{end} contains the gateway {gateway}")
+
+
+def _check_external(site: SiteConfig, fail) -> None:
+    ext = site.external
+    if ext.mode not in EXTERNAL_MODES:
+        fail("external.mode", f"expected one of {', '.join(EXTERNAL_MODES)}, got {ext.mode!r}")
+    if not ext.enabled:
+        return
+    if not _NAME.match(ext.name):
+        fail("external.name", f"expected a name of letters, digits, '.', '_' or '-', got {ext.name!r}")
+    if ext.name == site.network.name:
+        fail("external.name", f"{ext.name!r} is already the tenant network's name")
+    if not _INTERFACE.match(ext.bridge):
+        fail("external.bridge", f"expected a bridge name of at most 15 characters, got {ext.bridge!r}")
+    if ext.mode == "provider" and ext.interface is None:
+        fail("external.interface", "provider mode needs the physical interface on the LAN")
+    if ext.interface is not None:
+        if ext.mode != "provider":
+            fail("external.interface", f"only provider mode uses an interface (mode is {ext.mode})")
+        if not _INTERFACE.match(ext.interface):
+            fail("external.interface", f"expected a network interface name (at most 15 characters), got {ext.interface!r}")
+        if ext.interface in (site.management_interface, site.provider_interface):
+            fail("external.interface", f"{ext.interface} is already the management or provider interface; "
+                 "give the external network an interface of its own")
+    try:
+        cidr = ipaddress.IPv4Network(ext.cidr, strict=True)
+    except ValueError as exc:
+        fail("external.cidr", f"expected an IPv4 network like 10.20.20.0/24, got {ext.cidr!r} ({exc})")
+    if cidr.num_addresses < 8:
+        fail("external.cidr", f"{ext.cidr} is too small; expected a prefix of /29 or shorter")
+    link_local = ipaddress.IPv4Network("169.254.0.0/16")
+    if cidr.overlaps(link_local):
+        fail("external.cidr", f"{ext.cidr} overlaps 169.254.0.0/16 (the metadata service's link-local range)")
+    tenant = ipaddress.IPv4Network(site.network.cidr)
+    if cidr.overlaps(tenant):
+        fail("external.cidr", f"{ext.cidr} overlaps the tenant network.cidr {site.network.cidr}")
+    for name in ("management_ip", "overlay_ip"):
+        address = getattr(site, name)
+        if address is not None and ipaddress.IPv4Address(address) in cidr:
+            fail("external.cidr", f"{ext.cidr} contains {name} {address}")
+    if ext.gateway is not None:
+        gateway = _ipv4(ext.gateway, "external.gateway", fail)
+        if gateway not in cidr or gateway in (cidr.network_address, cidr.broadcast_address):
+            fail("external.gateway", f"{ext.gateway} is not a host address of external.cidr {ext.cidr}")
+    if ext.floating_range is not None:
+        start = _ipv4(ext.floating_range.start, "external.floating_range.start", fail)
+        end = _ipv4(ext.floating_range.end, "external.floating_range.end", fail)
+        for name, addr in (("start", start), ("end", end)):
+            if addr not in cidr or addr in (cidr.network_address, cidr.broadcast_address):
+                fail(f"external.floating_range.{name}", f"{addr} is not a host address of external.cidr {ext.cidr}")
+        if start > end:
+            fail("external.floating_range", f"start {start} comes after end {end}")
+        gateway = ipaddress.IPv4Address(ext.gateway_ip())
+        if start <= gateway <= end:
+            fail("external.floating_range", f"the range {start}-{end} contains the gateway {gateway}")
 
 
 def _check_flavors(site: SiteConfig, fail) -> None:
