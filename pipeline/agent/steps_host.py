@@ -12,9 +12,13 @@ from ..credentials import complete_secrets, load_secret_file, write_secret_file
 from ..render import render_files, write_files
 from .context import AgentContext
 from .facts import detect_facts, save_facts
-from .system import log, run
+from . import external
+from .system import enable_and_start, log, run
 
 SEED_LABELS = ("cidata", "CIDATA", "config-2")
+UNIT_DIR = "/etc/systemd/system/"
+# The profile service whose unit sets up the external network's host side at every boot.
+EXTERNAL_SERVICE = "external-network"
 
 
 def import_seed_site(ctx: AgentContext) -> None:
@@ -60,3 +64,11 @@ def generate_secrets(ctx: AgentContext) -> None:
 def write_configs(ctx: AgentContext) -> None:
     files = render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets)
     write_files(files, Path("/"), set_owner=True)
+    if any(f.spec.path.startswith(UNIT_DIR) for f in files):
+        run(["systemctl", "daemon-reload"])  # systemd reads unit files it knows only on a reload
+
+
+def external_network(ctx: AgentContext) -> None:
+    """Converge the host side now, and enable the unit that does it at every later boot."""
+    log(f"external network: {external.converge(ctx.site, ctx.facts.management_ip)}")
+    enable_and_start(list(ctx.profile.service(EXTERNAL_SERVICE).units))
