@@ -38,6 +38,17 @@ fip = c.network.create_ip(floating_network_id=c.network.find_network(site.extern
 print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.get("guest_user", "root")}))
 """
 
+# A running instance at power-off keeps the appliance's loop devices busy: clean up first.
+DELETE_SERVER = r"""
+import openstack
+c = openstack.connect(cloud="lxc", api_timeout=120)
+for server in c.compute.servers(name="lan-smoke"):
+    for fip in c.network.ips(project_id=c.current_project_id):
+        c.network.delete_ip(fip)
+    c.compute.delete_server(server)
+    c.compute.wait_for_delete(server, wait=180)
+"""
+
 
 @pytest.fixture(scope="module")
 def lan_appliance(appliance_image):
@@ -82,6 +93,7 @@ def test_lan_client_logs_in_to_a_floating_ip(lan_appliance):
         assert re.match(r"^[a-z0-9-]+$", result.stdout.strip()), result.stdout
     finally:
         os.unlink(handle.name)
+        in_appliance(lan_appliance, "python3", "-c", DELETE_SERVER)
     # The LAN is the external network: the appliance itself has no address on it.
     lan_addresses = in_appliance(lan_appliance, "ip", "-4", "-o", "addr", "show", "dev", uplink.LAN_INTERFACE).stdout
     assert lan_addresses.strip() == "", lan_addresses
