@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pipeline.harness import local, nspawn, uplink
+from pipeline.harness import uplink
 
-from .conftest import ARTIFACTS, PROFILE, in_appliance, loop_devices
+from .conftest import booted, in_appliance
 
 pytestmark = pytest.mark.e2e
 
@@ -52,21 +52,8 @@ for server in c.compute.servers(name="lan-smoke"):
 
 @pytest.fixture(scope="module")
 def lan_appliance(appliance_image):
-    local.stop(PROFILE, name=NAME)
-    loops_before = loop_devices()
-    state = local.boot(PROFILE, ARTIFACTS, name=NAME, lan=True, site_yaml=uplink.lan_site())
-    try:
-        local.wait_for_first_boot(state)
+    with booted(NAME, logs="pytest-e2e-lan", lan=True, site_yaml=uplink.lan_site()) as state:
         yield state
-    finally:
-        if nspawn.pid_alive(state.nspawn_pid):
-            from pipeline.harness.e2e import collect_logs
-
-            collect_logs(state, ARTIFACTS / "logs" / "pytest-e2e-lan")
-        local.stop(PROFILE, name=NAME)
-        assert loop_devices() <= loops_before, "the LAN appliance left loop devices attached"
-        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert uplink.lan_netns(NAME) not in namespaces and state.netns not in namespaces
 
 
 def test_lan_client_logs_in_to_a_floating_ip(lan_appliance):
