@@ -51,6 +51,15 @@ def build(c, profile=DEFAULT_PROFILE):
     _build(profile)
 
 
+@task(name="build-guest", help={"profile": PROFILE_HELP, "out": "output directory (default artifacts/guest-<profile>)"})
+@operator_errors
+def build_guest(c, profile=DEFAULT_PROFILE, out=None):
+    """Build only the LXC guest rootfs (lxc-rootfs.img and .zst): try guest elements without the appliance."""
+    from pipeline.build import run_guest_build
+
+    run_guest_build(profile, Path(out) if out else ARTIFACTS / f"guest-{profile}")
+
+
 def _build(profile):
     from pipeline.build import run_build
 
@@ -60,7 +69,7 @@ def _build(profile):
 @task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
             "site": "site config to place at /etc/appliance/appliance.yaml",
             "wait": "wait until first boot has finished",
-            "from_tree": "development: this checkout's agent, overlays and profile over the image's (no rebuild)",
+            "from_tree": "development: this checkout's agent, overlays, profile and built guest image over the image's (no rebuild)",
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False):

@@ -41,8 +41,9 @@ def harness_target() -> str:
 
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
          say=print) -> nspawn.BootState:
-    """Boot the built image; ``from_tree`` lays this checkout's agent, overlays and profile
-    over the image's (development: no rebuild for a change to them)."""
+    """Boot the built image; ``from_tree`` lays this checkout's agent, overlays, profile and
+    built guest image (artifacts/<profile>/lxc-rootfs.img[.zst]) over the image's
+    (development: no appliance rebuild for a change to them)."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     site_yaml = site.read_text(encoding="utf-8") if site else None
@@ -52,8 +53,11 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         from . import container_fixups
 
         source = Path(__file__).resolve().parents[2]
-        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile))  # noqa: E731
+        guest = container_fixups.built_guest_image(artifacts / profile)
+        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile), guest)  # noqa: E731
         say(f"[boot] agent, overlays and profile from {source} (not the image's)")
+        if guest is not None:
+            say(f"[boot] LXC guest image {guest} (not the image's)")
     state = nspawn.boot(image, boot_name(profile), state_dir(profile), site_yaml=site_yaml,
                         authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
