@@ -136,14 +136,15 @@ def e2e(c, profile=DEFAULT_PROFILE):
             "creates": "instances created and deleted one after another per boot (default 3)",
             "burst": "instances requested at once per boot, 128 MB flavor (default 20; 0 skips)",
             "builds": "cold + warm build and a plain DIB build, this many times (default 1; 0 skips)",
-            "settle": "seconds to wait after first boot before measuring idle memory (default 30)"})
+            "settle": "seconds to wait after first boot before measuring idle memory (default 30)",
+            "from_tree": "boot as `boot --from-tree` does (this checkout's agent, overlays, guest image)"})
 @operator_errors
-def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30):
+def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30, from_tree=False):
     """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
     from pipeline.bench.run import run_bench
 
     run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=int(burst),
-              build_runs=int(builds), settle_s=float(settle))
+              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree)
 
 
 @task(help={"k": "only tests matching this pytest -k expression",
