@@ -89,6 +89,31 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
         local.wait_for_first_boot(state)
 
 
+@task(name="image-import", help={"file": "a cloud disk image: qcow2 or raw, MBR or GPT, or a bare ext2/3/4 filesystem",
+                                 "name": "image name (default: the file name without .qcow2/.img/.raw)",
+                                 "out": "output directory (default artifacts/images)"})
+@operator_errors
+def image_import(c, file, name=None, out=None):
+    """Convert a cloud disk image to an LXC root filesystem image (no upload: prints the command)."""
+    from pipeline.agent import image_import as ii
+
+    source = Path(file)
+    name = name or ii.default_name(source)
+    out_dir = Path(out) if out else ARTIFACTS / "images"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ii.work_dir(str(out_dir)) as tmp:
+        try:
+            prepared = ii.prepare(source, Path(tmp), say=print)
+        except ii.ImportRefused as exc:
+            raise ii.ImportRefused(f"{source}: {exc}") from None
+        target = out_dir / f"{name}.rootfs.img"
+        prepared.rootfs.rename(target)
+    properties = " ".join(f"--property {k}={v}" for k, v in ii.glance_properties(prepared).items())
+    print(f"{source}: {prepared.source}, {prepared.architecture} → {target}")
+    print(f"upload it: openstack image create --disk-format raw --container-format bare --public {properties} "
+          f"--file {target} {name}")
+
+
 @task(help={"profile": PROFILE_HELP})
 @operator_errors
 def shell(c, profile=DEFAULT_PROFILE):
