@@ -20,6 +20,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
              still_done=lambda: ctx.paths.secrets.exists()),
         Step("configs", "render the configuration files", bind(host.write_configs)),
+        Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids)),
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),

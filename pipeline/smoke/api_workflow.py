@@ -6,11 +6,16 @@ installed pipeline package). It prints one JSON line per check.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 INSTANCE = "lxc_instance"
+# The image's login user. The escape probes need the instance's root: through `sudo -n`
+# when this is not root.
+LOGIN_USER = "root"
+PRIVATE_KEY = "/etc/appliance/lxckey"
 
 
 def emit(name, passed, seconds, detail=""):
@@ -40,6 +45,154 @@ def wait(what, probe, timeout, interval=1.0):
 
 def sh(cmd, timeout=60):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def ssh_argv(namespace, ip, remote, user=LOGIN_USER):
+    """ssh from the DHCP namespace to an instance as its login user, running ``remote``."""
+    return ["ip", "netns", "exec", namespace, "ssh", "-i", PRIVATE_KEY, "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR", f"{user}@{ip}", remote]
+
+
+def as_instance_root(command):
+    return command if LOGIN_USER == "root" else f"sudo -n {command}"
+
+
+# Escape probes, run inside an instance as its root (sh -s). Each prints one line
+# "name|pass|detail" or "name|fail|detail". Each tries the attack, and where the
+# container's own mounts stand in the way (read-only /proc/sys and /sys, the devices cgroup)
+# first tries to get them out of the way as a root with real privileges could, so that a
+# probe fails whenever root in the instance is root on the appliance.
+ESCAPE_PROBES = r"""
+say() { echo "$1|$2|$(echo "$3" | tr '\n|' '  ' | cut -c1-200)"; }
+map=$(tr -s ' ' < /proc/self/uid_map | sed 's/^ //' | head -n1)
+case "$map" in "0 0 4294967295") say uid_map fail "identity: $map";; *) say uid_map pass "$map";; esac
+
+marker=/var/tmp/escape-probe.$$
+touch "$marker" && say marker info "$marker"
+
+mkdir -p /run/escape-probe-mnt
+if err=$(mount -t debugfs debugfs /run/escape-probe-mnt 2>&1); then
+    umount /run/escape-probe-mnt; say mount fail "mounted debugfs"
+else say mount pass "$err"; fi
+
+case "$(uname -m)" in x86_64) nr=313;; aarch64) nr=273;; *) nr=;; esac
+if [ -n "$nr" ]; then
+    # finit_module(2) on /dev/null: EPERM without CAP_SYS_MODULE, another error with it;
+    # ENOSYS on a kernel without module loading, then the capability itself decides.
+    out=$(perl -e 'open(my $f, "<", "/dev/null") or die; my $p = ""; my $r = syscall('"$nr"', fileno($f), $p, 0);
+                   print(($r == -1 && $!{EPERM}) ? "pass|$!" : $!{ENOSYS} ? "nosys|" : "fail|finit_module: $r $!")')
+    if [ "${out%%|*}" = nosys ]; then
+        eff=$(awk '/^CapEff/ {print $2}' /proc/self/status)
+        if [ "$map" != "0 0 4294967295" ] || [ $(( 0x$eff >> 16 & 1 )) = 0 ]; then
+            say module pass "kernel without module loading; CAP_SYS_MODULE not held towards it (CapEff $eff, uid_map $map)"
+        else say module fail "CAP_SYS_MODULE held in the initial namespace (kernel without module loading)"; fi
+    else say module "${out%%|*}" "${out#*|}"; fi
+else say module fail "no syscall number for $(uname -m)"; fi
+
+# Write back the value a host-wide sysctl already has: harmless if it gets through.
+f=/proc/sys/vm/swappiness; v=$(cat $f)
+if (echo "$v" > $f) 2>/dev/null; then say proc_sys fail "wrote $f"
+elif mount -o remount,rw /proc/sys 2>/dev/null && (echo "$v" > $f) 2>/dev/null; then
+    mount -o remount,ro /proc/sys; say proc_sys fail "remounted /proc/sys and wrote $f"
+else say proc_sys pass "$f: $( (echo "$v" > $f) 2>&1)"; fi
+
+target=
+for f in /sys/kernel/mm/ksm/sleep_millisecs /sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs; do
+    [ -f $f ] && target=$f && break
+done
+if [ -z "$target" ]; then say sys fail "no sysfs attribute to try"
+else
+    v=$(cat $target); rel=${target#/sys/}
+    if (echo "$v" > $target) 2>/dev/null; then say sys fail "wrote $target"
+    elif mkdir -p /run/escape-probe-sys && mount -t sysfs sysfs /run/escape-probe-sys 2>/dev/null \
+            && (echo "$v" > /run/escape-probe-sys/$rel) 2>/dev/null; then
+        umount /run/escape-probe-sys; say sys fail "wrote $rel through a new sysfs mount"
+    else umount /run/escape-probe-sys 2>/dev/null; say sys pass "$target: $( (echo "$v" > $target) 2>&1)"; fi
+fi
+
+# The host's block device under the instance's root filesystem.
+dev=$(awk '$5 == "/" {print $3; exit}' /proc/self/mountinfo)
+node=/run/escape-probe-dev
+rm -f $node
+if ! err=$(mknod $node b ${dev%:*} ${dev#*:} 2>&1); then say device pass "mknod b $dev: $err"
+elif dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "read block device $dev"
+elif echo "b $dev r" > /sys/fs/cgroup/devices/devices.allow 2>/dev/null \
+        && dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "allowed $dev in the devices cgroup, then read it"
+else say device pass "$dev: $(dd if=$node of=/dev/null bs=512 count=1 2>&1 | head -n1)"; fi
+rm -f $node
+"""
+
+
+def run_escape_probes(namespace, ip, instance_name, emit_result=None):
+    """Run ESCAPE_PROBES in the instance as its root, then check from the appliance what the
+    marker file and the instance's init look like here. Emits one check per probe; returns
+    {probe: (passed, detail)}.
+
+    From the appliance the instance's root filesystem is seen through its init process
+    (/proc/PID/root): Nova unmounts it from its own namespace once the container runs.
+    """
+    emit_result = emit_result or (lambda name, ok, detail: emit(f"escape probe: {name}", ok, 0, detail))
+    results = {}
+    done = subprocess.run(
+        ssh_argv(namespace, ip, as_instance_root("sh -s")), input=ESCAPE_PROBES, capture_output=True, text=True,
+        timeout=60)
+    marker = None
+    for line in done.stdout.splitlines():
+        name, _, rest = line.partition("|")
+        verdict, _, detail = rest.partition("|")
+        if verdict == "info":
+            marker = detail.strip()
+        elif verdict in ("pass", "fail"):
+            results[name] = (verdict == "pass", detail.strip())
+    if not results:
+        results["probes ran"] = (False, f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
+    init_pid = instance_init_pid(instance_name)
+    results.update(host_side_probes(init_pid, marker))
+    for name, (ok, detail) in results.items():
+        emit_result(name, ok, detail)
+    return results
+
+
+def instance_init_pid(instance_name):
+    """The instance's init, a child of its libvirt_lxc controller (pid file of libvirt)."""
+    controller = open(f"/run/libvirt/lxc/{instance_name}.pid").read().strip()
+    children = sh(["ps", "--ppid", controller, "-o", "pid="]).stdout.split()
+    if not children:
+        raise AssertionError(f"{instance_name}: no init under controller {controller}")
+    return int(children[0])
+
+
+def proc_status(pid):
+    return dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+
+
+def init_uid(pid):
+    return int(proc_status(pid)["Uid"].split()[1])
+
+
+def host_side_probes(init_pid, marker):
+    results = {}
+    if marker:
+        try:
+            owner = os.lstat(f"/proc/{init_pid}/root{marker}").st_uid
+            results["file owner on the appliance"] = (owner != 0 and owner == init_uid(init_pid),
+                                                      f"{marker} is uid {owner} here")
+        except OSError as exc:
+            results["file owner on the appliance"] = (False, f"{marker}: {exc}")
+        subprocess.run(["rm", "-f", f"/proc/{init_pid}/root{marker}"])
+    else:
+        results["file owner on the appliance"] = (False, "the instance made no marker file")
+    status = proc_status(init_pid)
+    euid = int(status["Uid"].split()[1])
+    own_ns = os.readlink(f"/proc/{init_pid}/ns/user")
+    initial = os.readlink("/proc/1/ns/user")
+    # Capabilities count in the holder's own user namespace and those below it: a process in a
+    # child namespace whose uid here is not 0 holds none in the initial one.
+    results["no capability in the initial user namespace"] = (
+        own_ns != initial and euid != 0,
+        f"init is uid {euid} here, user namespace {own_ns} (appliance: {initial}), CapEff {status['CapEff'].strip()}")
+    return results
 
 
 def main():
@@ -131,10 +284,7 @@ def main():
         return f"from {ns}, {time.monotonic() - state['created']:.1f} s after create"
 
     def ssh():
-        ns = dhcp_namespace()
-        cmd = ["ip", "netns", "exec", ns, "ssh", "-i", "/etc/appliance/lxckey", "-o", "StrictHostKeyChecking=no",
-               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
-               f"root@{state['ip']}", "cat /proc/1/comm; hostname"]
+        cmd = ssh_argv(dhcp_namespace(), state["ip"], "cat /proc/1/comm; hostname")
         result = wait("SSH login", lambda: (r := sh(cmd, timeout=30)).returncode == 0 and r, timeout=120, interval=2)
         return f"{result.stdout.split()} {time.monotonic() - state['created']:.1f} s after create"
 
@@ -147,8 +297,10 @@ def main():
     check("instance has an address on the tenant network", address)
     if "ip" in state:
         check("ping from the DHCP namespace", ping)
-        if sh(["test", "-f", "/etc/appliance/lxckey"]).returncode == 0:
-            check("SSH with the keypair's key", ssh)
+        if sh(["test", "-f", PRIVATE_KEY]).returncode == 0:
+            if check("SSH with the keypair's key", ssh):
+                instance_name = admin.compute.get_server(server.id).instance_name
+                run_escape_probes(dhcp_namespace(), state["ip"], instance_name)
         else:
             emit("SSH with the keypair's key", False, 0, "the keypair is the operator's; its private key is not on the appliance")
     check("libvirt lists the LXC domain", virsh)
