@@ -93,8 +93,9 @@ else say module fail "no syscall number for $(uname -m)"; fi
 # Write back the value a host-wide sysctl already has: harmless if it gets through.
 f=/proc/sys/vm/swappiness; v=$(cat $f)
 if (echo "$v" > $f) 2>/dev/null; then say proc_sys fail "wrote $f"
-elif mount -o remount,rw /proc/sys 2>/dev/null && (echo "$v" > $f) 2>/dev/null; then
-    mount -o remount,ro /proc/sys; say proc_sys fail "remounted /proc/sys and wrote $f"
+elif mount -o remount,bind,rw /proc/sys 2>/dev/null && (echo "$v" > $f) 2>/dev/null; then
+    # A bind remount: only this mount's flags, not those of the instance's whole /proc.
+    mount -o remount,bind,ro /proc/sys; say proc_sys fail "remounted /proc/sys read-write and wrote $f"
 else say proc_sys pass "$f: $( (echo "$v" > $f) 2>&1)"; fi
 
 target=
@@ -111,16 +112,26 @@ else
     else umount /run/escape-probe-sys 2>/dev/null; say sys pass "$target: $( (echo "$v" > $target) 2>&1)"; fi
 fi
 
-# The host's block device under the instance's root filesystem.
+# The host's block device under the instance's root filesystem: a node made with mknod, or
+# failing that the one in a devtmpfs (the kernel's own, shared with the host), and if the
+# devices cgroup refuses it, after allowing it there.
 dev=$(awk '$5 == "/" {print $3; exit}' /proc/self/mountinfo)
+name=$(sed -n 's/^DEVNAME=//p' /sys/dev/block/$dev/uevent 2>/dev/null)
+mkdir -p /run/escape-probe-devtmpfs
 node=/run/escape-probe-dev
 rm -f $node
-if ! err=$(mknod $node b ${dev%:*} ${dev#*:} 2>&1); then say device pass "mknod b $dev: $err"
-elif dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "read block device $dev"
-elif echo "b $dev r" > /sys/fs/cgroup/devices/devices.allow 2>/dev/null \
-        && dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "allowed $dev in the devices cgroup, then read it"
-else say device pass "$dev: $(dd if=$node of=/dev/null bs=512 count=1 2>&1 | head -n1)"; fi
-rm -f $node
+if err=$(mknod $node b ${dev%:*} ${dev#*:} 2>&1); then how="mknod"
+elif [ -n "$name" ] && mount -t devtmpfs devtmpfs /run/escape-probe-devtmpfs 2>/dev/null; then
+    node=/run/escape-probe-devtmpfs/$name; how="a devtmpfs mount"
+else node=; fi
+read_dev() { dd if=$node of=/dev/null bs=512 count=1 2>&1 >/dev/null | head -n1; }
+if [ -z "$node" ]; then say device pass "mknod b $dev: $err; devtmpfs: $(mount -t devtmpfs devtmpfs /run/escape-probe-devtmpfs 2>&1)"
+elif dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "read block device $dev through $how"
+elif cg=/sys/fs/cgroup/devices$(sed -n 's/^[0-9]*:devices://p' /proc/self/cgroup) \
+        && echo "b $dev r" > $cg/devices.allow 2>/dev/null && dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then
+    say device fail "read block device $dev through $how after allowing it in the devices cgroup"
+else say device pass "$dev through $how: $(read_dev)"; fi
+rm -f /run/escape-probe-dev; umount /run/escape-probe-devtmpfs 2>/dev/null
 """
 
 
