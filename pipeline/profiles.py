@@ -125,6 +125,20 @@ class IdMap:
 
 
 @dataclass(frozen=True)
+class TenantQuota:
+    """How first boot sizes the compute quotas of the tenant project from the host:
+    RAM = host RAM - ``reserved_ram_mb`` (in 256 MB steps), cores = CPUs x ``vcpus_per_cpu``,
+    instances = cores (no instance has less than one vCPU)."""
+
+    project: str = "lxc"
+    # What the appliance's own services need (idle about 3.5 GiB RSS, see README "Sizing").
+    reserved_ram_mb: int = 4096
+    # Nova's own CPU overcommit for the placement inventory is far higher; this keeps one
+    # tenant's containers from taking every CPU many times over.
+    vcpus_per_cpu: int = 4
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -137,6 +151,8 @@ class Profile:
     rpc_gate: RpcGate | None = None
     # User-namespaced instances; None runs an instance's root as the appliance's root.
     instance_id_map: IdMap | None = None
+    # Compute quotas of the tenant project; None leaves Nova's defaults.
+    tenant_quota: TenantQuota | None = None
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -219,6 +235,12 @@ def _check_profile(profile: Profile, source: str) -> None:
             raise ConfigError(source, "instance_id_map.count", f"expected at least 65536, got {idmap.count}")
         if idmap.host_start + idmap.count > IdMap.MAX_END:
             raise ConfigError(source, "instance_id_map.count", f"expected host_start + count <= {IdMap.MAX_END}")
+    quota = profile.tenant_quota
+    if quota is not None:
+        if quota.reserved_ram_mb < 0:
+            raise ConfigError(source, "tenant_quota.reserved_ram_mb", f"expected 0 or more, got {quota.reserved_ram_mb}")
+        if quota.vcpus_per_cpu < 1:
+            raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
     if profile.rpc_gate:
         units = set(profile.units())
         for j, unit in enumerate(profile.rpc_gate.units):

@@ -39,6 +39,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("apis", "wait for every API to answer", bind(openstack.apis_answer)),
         Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
         Step("flavors", "flavors", bind(cloud.flavors)),
+        Step("quotas", "the tenant project's quotas, sized from this host", bind(cloud.tenant_quotas)),
         Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
         Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
         Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
