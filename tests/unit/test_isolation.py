@@ -177,3 +177,38 @@ def test_host_size_reads_meminfo(tmp_path):
     meminfo.write_text("MemFree: 1 kB\n")
     with pytest.raises(ApplianceError, match="no MemTotal line"):
         steps_cloud.host_size(meminfo)
+
+
+# -- the build's check of the policy file's rule names ------------------------------------
+
+def test_policy_rule_names_are_checked_against_the_service(tmp_path):
+    """A misspelt rule in policy.yaml would leave its action allowed: the build's check
+    (the snippet it runs in the image with the service's own list_rules) names it."""
+    import subprocess
+
+    from pipeline.build.configcheck import _UNKNOWN_RULES
+
+    (tmp_path / "fakepolicies.py").write_text(
+        "class R:\n    def __init__(self, n): self.name = n\n"
+        "def list_rules(): return [R('os_compute_api:os-rescue'), R('os_compute_api:os-unrescue')]\n")
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text('"os_compute_api:os-rescue": "!"\n')
+    bad.write_text('"os_compute_api:os-rescue": "!"\n"os_compute_api:os-rescuee": "!"\n')
+
+    def check(path):
+        return subprocess.run([sys.executable, "-c", _UNKNOWN_RULES, "fakepolicies", str(path)], cwd=tmp_path,
+                              capture_output=True, text=True, env={"PYTHONPATH": str(tmp_path)}).stdout
+
+    assert check(good) == ""
+    assert check(bad) == "ERROR: unknown policy rule os_compute_api:os-rescuee\n"
+
+
+def test_shipped_policy_refuses_only_and_parses():
+    text = (REPO_OVERLAYS / "etc/nova/policy.yaml.zed.j2").read_text()
+    rules = yaml.safe_load(text)
+    assert set(rules.values()) == {"!"}
+    assert {"os_compute_api:os-suspend-server:suspend", "os_compute_api:os-rescue", "os_compute_api:os-shelve:shelve",
+            "os_compute_api:servers:create_image", "os_compute_api:os-remote-consoles"} <= set(rules)
+    assert not {"os_compute_api:servers:stop", "os_compute_api:servers:reboot", "os_compute_api:servers:rebuild",
+                "os_compute_api:os-pause-server:pause", "os_compute_api:os-lock-server:lock",
+                "os_compute_api:os-console-output"} & set(rules)
