@@ -230,7 +230,8 @@ def _check_profile(profile: Profile, source: str) -> None:
     if idmap is not None:
         if idmap.host_start < IdMap.MIN_START:
             raise ConfigError(source, "instance_id_map.host_start",
-                              f"expected at least {IdMap.MIN_START} (above every id an image uses), got {idmap.host_start}")
+                              f"expected at least {IdMap.MIN_START} (above every id an image uses), "
+                              f"got {idmap.host_start}")
         if idmap.count < 65536:
             raise ConfigError(source, "instance_id_map.count", f"expected at least 65536, got {idmap.count}")
         if idmap.host_start + idmap.count > IdMap.MAX_END:
@@ -238,7 +239,8 @@ def _check_profile(profile: Profile, source: str) -> None:
     quota = profile.tenant_quota
     if quota is not None:
         if quota.reserved_ram_mb < 0:
-            raise ConfigError(source, "tenant_quota.reserved_ram_mb", f"expected 0 or more, got {quota.reserved_ram_mb}")
+            raise ConfigError(source, "tenant_quota.reserved_ram_mb",
+                              f"expected 0 or more, got {quota.reserved_ram_mb}")
         if quota.vcpus_per_cpu < 1:
             raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
     if profile.rpc_gate:

@@ -129,7 +129,6 @@ def network_exists(ctx: AgentContext) -> bool:
         return False
 
 
-
 def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
     """(RAM in MB from MemTotal, CPUs this process may run on)."""
     import os

@@ -194,7 +194,8 @@ def check_image(profile: Profile, raw: Path, settings: BuildSettings, log_path: 
             for path, module in POLICY_RULES.items():
                 if not (staged / path.lstrip("/")).is_file():
                     continue
-                cmd = ["chroot", str(root), "python3", "-c", _UNKNOWN_RULES, module, f"/run/appliance-config-check{path}"]
+                cmd = ["chroot", str(root), "python3", "-c", _UNKNOWN_RULES, module,
+                       f"/run/appliance-config-check{path}"]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 output = done.stdout + done.stderr
                 log_file.write(f"\n$ policy rule names of {path} against {module}\n{output}")

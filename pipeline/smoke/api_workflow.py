@@ -85,7 +85,7 @@ if [ -n "$nr" ]; then
     if [ "${out%%|*}" = nosys ]; then
         eff=$(awk '/^CapEff/ {print $2}' /proc/self/status)
         if [ "$map" != "0 0 4294967295" ] || [ $(( 0x$eff >> 16 & 1 )) = 0 ]; then
-            say module pass "kernel without module loading; CAP_SYS_MODULE not held towards it (CapEff $eff, uid_map $map)"
+            say module pass "kernel without module loading; no CAP_SYS_MODULE towards it (CapEff $eff, uid_map $map)"
         else say module fail "CAP_SYS_MODULE held in the initial namespace (kernel without module loading)"; fi
     else say module "${out%%|*}" "${out#*|}"; fi
 else say module fail "no syscall number for $(uname -m)"; fi
@@ -125,7 +125,8 @@ elif [ -n "$name" ] && mount -t devtmpfs devtmpfs /run/escape-probe-devtmpfs 2>/
     node=/run/escape-probe-devtmpfs/$name; how="a devtmpfs mount"
 else node=; fi
 read_dev() { dd if=$node of=/dev/null bs=512 count=1 2>&1 >/dev/null | head -n1; }
-if [ -z "$node" ]; then say device pass "mknod b $dev: $err; devtmpfs: $(mount -t devtmpfs devtmpfs /run/escape-probe-devtmpfs 2>&1)"
+if [ -z "$node" ]; then
+    say device pass "mknod b $dev: $err; devtmpfs: $(mount -t devtmpfs devtmpfs /run/escape-probe-devtmpfs 2>&1)"
 elif dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then say device fail "read block device $dev through $how"
 elif cg=/sys/fs/cgroup/devices$(sed -n 's/^[0-9]*:devices://p' /proc/self/cgroup) \
         && echo "b $dev r" > $cg/devices.allow 2>/dev/null && dd if=$node of=/dev/null bs=512 count=1 2>/dev/null; then
