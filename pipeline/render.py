@@ -68,6 +68,7 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
     return {
         "profile": profile,
         "settings": profile.settings,
+        "instance_id_map": profile.instance_id_map,
         "site": site,
         "host": host,
         "secrets": secrets,

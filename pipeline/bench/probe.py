@@ -228,8 +228,10 @@ def burst(count):
     admin, conn = connect("admin"), connect("lxc")
     flavor = _bench_flavor(admin)
     project = admin.identity.find_project("lxc", domain_id="default")
-    # The default quota (10 instances) is below the burst; the bench appliance is throwaway.
-    admin.set_compute_quotas(project.id, instances=count + 10, cores=count + 10)
+    # The project's quota (sized from the host at first boot: 4 per CPU here) is below the
+    # burst; the bench appliance is throwaway. RAM only ever goes up, for small hosts.
+    ram = max(admin.get_compute_quotas(project.id).ram, (count + 10) * flavor.ram)
+    admin.set_compute_quotas(project.id, instances=count + 10, cores=count + 10, ram=ram)
     prefix = "bench-burst"
     network, request = _request(conn, config, prefix, flavor.id, min_count=count, max_count=count)
     sampler = PeakMemory()
