@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from ..credentials import complete_secrets, load_secret_file, write_secret_file
+from ..files import atomic_write
 from ..render import render_files, write_files
+from ..schema import read_text_input
+from ..site_checks import check_management_network
 from .context import AgentContext
-from .facts import detect_facts, save_facts
+from .facts import detect_facts, management_network, save_facts
 from .system import log, run
 
 SEED_LABELS = ("cidata", "CIDATA", "config-2")
@@ -32,12 +34,28 @@ def import_seed_site(ctx: AgentContext) -> None:
             try:
                 for candidate in (Path(mnt) / "appliance.yaml", Path(mnt) / "openstack/latest/appliance.yaml"):
                     if candidate.is_file():
-                        ctx.paths.config_dir.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(candidate, ctx.paths.site)
-                        log(f"site config taken from {device}:{candidate.relative_to(mnt)}")
+                        where = f"{device}:{candidate.relative_to(mnt)}"
+                        text = read_text_input(candidate, where)  # bounded, UTF-8, or one line
+                        ctx.paths.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                        # It may hold secrets: 0600 from the first byte, like secrets.yaml.
+                        atomic_write(ctx.paths.site, text, mode=0o600)
+                        log(f"site config taken from {where}")
                         return
             finally:
                 run(["umount", mnt], check=False)
+
+
+def preflight(ctx: AgentContext) -> None:
+    """Before any step changes anything: the site config (taken from a seed volume first,
+    if there is one) passes every check `invoke render` makes, and the management network
+    as detected here (address with prefix) overlaps neither the tenant nor the external
+    range. Raises ConfigError (one line) otherwise."""
+    import_seed_site(ctx)
+    site = ctx.site  # loading validates
+    found = management_network(site)
+    if found is not None:
+        interface, network = found
+        check_management_network(site, str(ctx.paths.site), interface, network)
 
 
 def host_identity(ctx: AgentContext) -> None:
@@ -60,3 +78,5 @@ def generate_secrets(ctx: AgentContext) -> None:
 def write_configs(ctx: AgentContext) -> None:
     files = render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets)
     write_files(files, Path("/"), set_owner=True)
+    # Drop-ins under /etc/systemd (epmd.socket's address) take effect only once reloaded.
+    run(["systemctl", "daemon-reload"], timeout=120)

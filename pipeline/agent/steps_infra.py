@@ -6,7 +6,7 @@ import re
 
 from ..errors import ApplianceError
 from .context import AgentContext
-from .system import enable_and_start, run, wait_for
+from .system import enable_and_start, log, run, wait_for
 
 MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -91,8 +91,44 @@ def rabbitmq_users() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip() and not line.startswith("user")}
 
 
+EPMD_PORT = 4369
+_BIND_ADDRESS = {"loopback": "127.0.0.1", "any": None}
+
+
+def epmd_listen_wanted(ctx: AgentContext) -> str | None:
+    """What `systemctl show -p Listen epmd.socket` must say, e.g. "127.0.0.1:4369 (Stream)";
+    None when the profile leaves epmd's address alone."""
+    for port in ctx.profile.service("rabbitmq").ports:
+        if port.port == EPMD_PORT and port.bind != "any":
+            address = _BIND_ADDRESS.get(port.bind) or ctx.facts.management_ip
+            return f"{address}:{EPMD_PORT} (Stream)"
+    return None
+
+
+def epmd_socket(ctx: AgentContext, unit: str) -> None:
+    """Re-bind epmd.socket to its declared address (the configs step wrote the drop-in).
+
+    Debian enables epmd.socket, so at boot it listens on every address before the agent
+    runs; a socket is re-bound only by restarting it, which systemd refuses while epmd
+    runs, and RabbitMQ stays registered with the old epmd: stop both first."""
+    wanted = epmd_listen_wanted(ctx)
+    if wanted is None:
+        return
+    listen = run(["systemctl", "show", "-p", "Listen", "--value", "epmd.socket"], timeout=30).stdout.strip()
+    if listen == wanted:
+        return
+    log(f"epmd.socket listens on {listen or 'nothing'}; re-binding to {wanted}")
+    run(["systemctl", "stop", unit, "epmd.service"], timeout=300)
+    run(["systemctl", "restart", "epmd.socket"], timeout=60)
+    listen = run(["systemctl", "show", "-p", "Listen", "--value", "epmd.socket"], timeout=30).stdout.strip()
+    if listen != wanted:
+        raise ApplianceError(f"epmd.socket listens on {listen!r} after a restart, expected {wanted!r}")
+
+
 def rabbitmq(ctx: AgentContext) -> None:
-    enable_and_start([ctx.profile.service("rabbitmq").units[0]])
+    unit = ctx.profile.service("rabbitmq").units[0]
+    epmd_socket(ctx, unit)
+    enable_and_start([unit])
     run(["rabbitmqctl", "await_startup"], timeout=180)
     password = ctx.secrets["rabbitmq_password"]
     # rabbitmqctl reads the password from stdin when it is left off the command line.
