@@ -69,8 +69,9 @@ UP_STATES = ("active", SOCKET_IDLE)
 
 def classify(active_state: str, sockets: dict[str, str]) -> str:
     """A unit's effective state from its ActiveState and the ActiveState of each socket
-    that triggers it (systemd's TriggeredBy)."""
-    if active_state == "inactive" and sockets and all(s == "active" for s in sockets.values()):
+    that triggers it (systemd's TriggeredBy; masked ones such as libvirtd-tcp.socket are
+    listed too, inactive, so one listening socket is enough)."""
+    if active_state == "inactive" and any(s == "active" for s in sockets.values()):
         return SOCKET_IDLE
     return active_state
 

@@ -91,6 +91,7 @@ def test_status_summary(label, recs, completed, holder, run, expected):
 
 def test_socket_activated_idle_unit_is_up_but_failed_is_failed():
     assert classify("inactive", {"libvirtd.socket": "active", "libvirtd-ro.socket": "active"}) == SOCKET_IDLE
+    assert classify("inactive", {"libvirtd.socket": "active", "libvirtd-tcp.socket": "inactive"}) == SOCKET_IDLE
     assert classify("inactive", {"libvirtd.socket": "inactive"}) == "inactive"
     assert classify("inactive", {}) == "inactive"
     assert classify("failed", {"libvirtd.socket": "active"}) == "failed"
