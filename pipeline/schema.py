@@ -30,7 +30,8 @@ _TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false", float:
 MAX_INPUT_BYTES = 256 * 1024
 
 
-def read_text_input(path: Path, source: str, field: str = "", *, limit: int = MAX_INPUT_BYTES) -> str:
+def read_text_input(path: Path, source: str, field: str = "", *, limit: int = MAX_INPUT_BYTES,
+                    show_path: bool = True) -> str:
     """The contents of a regular file of at most ``limit`` bytes, as UTF-8 text.
 
     Raises ConfigError (``source: field: problem``, one line) for a missing file, a directory,
@@ -38,7 +39,7 @@ def read_text_input(path: Path, source: str, field: str = "", *, limit: int = MA
     are not UTF-8. Opened non-blocking, so a FIFO without a writer cannot hang the caller.
     """
     shown = str(path)
-    prefix = f"{shown}: " if shown != source else ""
+    prefix = f"{shown}: " if show_path and shown != source else ""
 
     def refuse(problem: str):
         raise ConfigError(source, field, prefix + problem)

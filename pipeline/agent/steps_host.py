@@ -34,12 +34,7 @@ def import_seed_site(ctx: AgentContext) -> None:
             try:
                 for candidate in (Path(mnt) / "appliance.yaml", Path(mnt) / "openstack/latest/appliance.yaml"):
                     if candidate.is_file():
-                        where = f"{device}:{candidate.relative_to(mnt)}"
-                        text = read_text_input(candidate, where)  # bounded, UTF-8, or one line
-                        ctx.paths.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                        # It may hold secrets: 0600 from the first byte, like secrets.yaml.
-                        atomic_write(ctx.paths.site, text, mode=0o600)
-                        log(f"site config taken from {where}")
+                        copy_seed_site(candidate, ctx.paths.site, f"{device}:{candidate.relative_to(mnt)}")
                         return
             finally:
                 run(["umount", mnt], check=False)
@@ -56,6 +51,15 @@ def preflight(ctx: AgentContext) -> None:
     if found is not None:
         interface, network = found
         check_management_network(site, str(ctx.paths.site), interface, network)
+
+
+def copy_seed_site(source: Path, target: Path, where: str) -> None:
+    """Copy a seed volume's site config: bounded, UTF-8 (else one line naming ``where``),
+    and 0600 from the first byte like secrets.yaml, since it may hold secrets."""
+    text = read_text_input(source, where, show_path=False)  # the mount point is temporary
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(target, text, mode=0o600)
+    log(f"site config taken from {where}")
 
 
 def host_identity(ctx: AgentContext) -> None:

@@ -3,6 +3,7 @@ status line telling a live run from a dead one, the wait that a failed unit ends
 and the management-network check the agent adds to the site checks."""
 
 import ipaddress
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
@@ -148,3 +149,19 @@ def test_detected_management_network_against_tenant_and_external():
     check_management_network(SiteConfig(), "site.yaml", "eth0", narrow)
     with pytest.raises(ConfigError, match="external.cidr: 10.20.20.0/24 overlaps the management network 10.20.0.0/16"):
         check_management_network(SiteConfig(), "site.yaml", "eth0", ipaddress.IPv4Interface("10.20.1.1/16"))
+
+
+def test_seed_site_is_copied_0600_and_bounded(tmp_path, monkeypatch):
+    from pipeline.agent import steps_host
+
+    monkeypatch.setenv("APPLIANCE_AGENT_LOG", str(tmp_path / "log"))
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("secrets: {admin_password: abcdefgh12}\n")
+    target = tmp_path / "etc/appliance/appliance.yaml"
+    steps_host.copy_seed_site(seed, target, "/dev/sr0:appliance.yaml")
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert target.read_text() == seed.read_text()
+    target.unlink()
+    with pytest.raises(ConfigError, match="/dev/sr0:appliance.yaml: expected a regular file, got a character device"):
+        steps_host.copy_seed_site(Path("/dev/zero"), target, "/dev/sr0:appliance.yaml")
+    assert not target.exists()
