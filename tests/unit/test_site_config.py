@@ -165,3 +165,24 @@ def test_unknown_profile_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, xenial-newton)"
+
+
+SITE_PATHS = [
+    ("a device", lambda tmp: "/dev/zero", "error: /dev/zero: expected a regular file, got a character device"),
+    ("a directory", lambda tmp: str(tmp), "expected a regular file, got a directory"),
+    ("a FIFO", lambda tmp: (os.mkfifo(tmp / "site.fifo"), str(tmp / "site.fifo"))[1], "expected a regular file, got a FIFO"),
+    ("too large", lambda tmp: ((tmp / "big.yaml").write_text("# x\n" * 70000), str(tmp / "big.yaml"))[1],
+     "is 280000 bytes; expected at most 262144"),
+]
+
+
+@pytest.mark.parametrize("label,make,message", SITE_PATHS, ids=[s[0] for s in SITE_PATHS])
+def test_site_file_of_the_wrong_kind_is_one_line_and_never_hangs(tmp_path, label, make, message):
+    site = make(tmp_path)
+    out = tmp_path / "out"
+    result = subprocess.run([*INVOKE, "render", "--site", site, "--out", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
