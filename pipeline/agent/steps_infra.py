@@ -92,37 +92,51 @@ def rabbitmq_users() -> set[str]:
 
 
 EPMD_PORT = 4369
-_BIND_ADDRESS = {"loopback": "127.0.0.1", "any": None}
 
 
-def epmd_listen_wanted(ctx: AgentContext) -> str | None:
-    """What `systemctl show -p Listen epmd.socket` must say, e.g. "127.0.0.1:4369 (Stream)";
-    None when the profile leaves epmd's address alone."""
+def epmd_address_wanted(ctx: AgentContext) -> str | None:
+    """The one address epmd must listen on, or None when the profile declares it on any."""
     for port in ctx.profile.service("rabbitmq").ports:
         if port.port == EPMD_PORT and port.bind != "any":
-            address = _BIND_ADDRESS.get(port.bind) or ctx.facts.management_ip
-            return f"{address}:{EPMD_PORT} (Stream)"
+            return "127.0.0.1" if port.bind == "loopback" else ctx.facts.management_ip
     return None
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Addresses with a TCP listener on ``port`` in this network namespace (from ss)."""
+    out = run(["ss", "-Hltn", f"sport = :{port}"], timeout=30).stdout
+    return {line.split()[3].rpartition(":")[0].strip("[]") for line in out.splitlines() if line.strip()}
 
 
 def epmd_socket(ctx: AgentContext, unit: str) -> None:
     """Re-bind epmd.socket to its declared address (the configs step wrote the drop-in).
 
-    Debian enables epmd.socket, so at boot it listens on every address before the agent
-    runs; a socket is re-bound only by restarting it, which systemd refuses while epmd
-    runs, and RabbitMQ stays registered with the old epmd: stop both first."""
-    wanted = epmd_listen_wanted(ctx)
+    Debian enables epmd.socket and epmd.service, so at boot epmd listens on every address
+    before the agent runs. A daemon-reload changes what `systemctl show -p Listen` says but
+    not the bound socket: that takes stopping epmd (systemd refuses to restart a socket
+    whose service runs) and RabbitMQ (registered with the old epmd), then the socket. So
+    this looks at what really listens."""
+    wanted = epmd_address_wanted(ctx)
     if wanted is None:
         return
-    listen = run(["systemctl", "show", "-p", "Listen", "--value", "epmd.socket"], timeout=30).stdout.strip()
-    if listen == wanted:
+    found = listening_addresses(EPMD_PORT)
+    if found <= {wanted}:
         return
-    log(f"epmd.socket listens on {listen or 'nothing'}; re-binding to {wanted}")
-    run(["systemctl", "stop", unit, "epmd.service"], timeout=300)
-    run(["systemctl", "restart", "epmd.socket"], timeout=60)
-    listen = run(["systemctl", "show", "-p", "Listen", "--value", "epmd.socket"], timeout=30).stdout.strip()
-    if listen != wanted:
-        raise ApplianceError(f"epmd.socket listens on {listen!r} after a restart, expected {wanted!r}")
+    log(f"epmd listens on {', '.join(sorted(found))}; re-binding it to {wanted}")
+    # One at a time: RabbitMQ's ExecStop runs rabbitmqctl, which starts an epmd of its own
+    # when it finds none (seen when stopped together with epmd), holding the port.
+    run(["systemctl", "stop", unit], timeout=300)
+    run(["systemctl", "stop", "epmd.socket", "epmd.service"], timeout=60)
+    if listening_addresses(EPMD_PORT):
+        # An epmd started by an Erlang CLI outside systemd: ask it to exit (no node is
+        # registered with it any more, so it accepts).
+        run(["epmd", "-kill"], check=False, timeout=30)
+        wait_for("epmd to exit", lambda: not listening_addresses(EPMD_PORT), timeout=30, interval=0.5)
+    run(["systemctl", "start", "epmd.socket"], timeout=60)
+    found = listening_addresses(EPMD_PORT)
+    if found != {wanted}:
+        raise ApplianceError(f"epmd.socket listens on {', '.join(sorted(found)) or 'nothing'} after a restart, "
+                             f"expected {wanted} (see /etc/systemd/system/epmd.socket.d/)")
 
 
 def rabbitmq(ctx: AgentContext) -> None:
