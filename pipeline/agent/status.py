@@ -26,7 +26,7 @@ def summarize(records: dict[str, StepRecord], *, completed_at: float | None, dow
     running = [n for n, r in records.items() if r.state == RUNNING]
     if holder is not None:
         where = f"step {running[0]}" if running else "starting"
-        what = "re-run" if completed_at else "first boot"
+        what = "re-run" if completed_at or "--again" in holder.command else "first boot"
         return f"{what} in progress: {where} ({done}/{total} done), agent {holder.describe()}"
     if running:
         # A step marked running with no live run: the agent was killed (or the host lost

@@ -79,6 +79,8 @@ STATUS_ROWS = [
     ("running, lock free: died", records(a=DONE, b=RUNNING, c=PENDING), None, None, RUN,
      "first boot run DIED during step b (agent pid 4242 started "),
     ("re-run in progress", records(a=DONE, b=RUNNING, c=DONE), 1.0, LIVE, RUN, "re-run in progress: step b"),
+    ("re-run, lock held", records(a=DONE, b=RUNNING, c=DONE), None, Holder(4242, 0.0, "appliance run --again"), RUN,
+     "re-run in progress: step b (2/3 done), agent pid 4242 (appliance run --again)"),
     ("failed", records(a=DONE, b=FAILED, c=PENDING), None, None, RUN, "first boot FAILED at step b: boom"),
     ("ready", records(a=DONE, b=DONE, c=DONE), 1.0, None, RUN, "cloud ready"),
     ("not started", records(a=PENDING, b=PENDING, c=PENDING), None, None, None, "first boot not finished (0/3"),
