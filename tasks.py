@@ -60,10 +60,12 @@ def _build(profile):
 @task(help={"profile": PROFILE_HELP, "stop": "stop the running appliance and release everything",
             "site": "site config to place at /etc/appliance/appliance.yaml",
             "wait": "wait until first boot has finished",
+            "lan": "a second interface into a LAN namespace of the harness (lan-NAME); without --site it is "
+                   "the external network in provider mode",
             "from_tree": "development: this checkout's agent, overlays and profile over the image's (no rebuild)",
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
-def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False):
+def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False):
     """Boot the built appliance locally in systemd-nspawn (no uplink); --stop tears it down."""
     from pipeline.harness import local
 
@@ -75,7 +77,11 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
     if stop:
         local.stop(profile)
         return
-    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None, from_tree=from_tree)
+    from pipeline.harness import uplink
+
+    site_yaml = uplink.lan_site() if lan and not site else None
+    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None, site_yaml=site_yaml,
+                       from_tree=from_tree, lan=lan)
     if wait:
         local.wait_for_first_boot(state)
 
@@ -94,19 +100,24 @@ def shell(c, profile=DEFAULT_PROFILE):
 
 
 @task(help={"target": "testinfra host spec (ssh://root@host); default: the appliance `invoke boot` started",
+            "outbound_probe": "HOST:PORT that answers a TCP connection with the source address it saw; checks "
+                              "instances' outbound NAT (default with the local harness: its internet stand-in)",
             "profile": PROFILE_HELP, "identity": "SSH private key for the target", "host_only": "skip the API workflow"})
 @operator_errors
-def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=False):
+def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=False, outbound_probe=None):
     """Check a booted appliance: host checks and the reference workflow; ends with `N passed, N failed`."""
     from pipeline.harness import local
 
     command = [sys.executable, "-m", "pipeline.smoke"]
     if target is None:
         state = local.running_state(profile)
+        from pipeline.harness import uplink
+
         command = ["ip", "netns", "exec", state.netns, *command, "--target", local.harness_target(),
-                   "--identity", str(local.harness_key(profile))]
+                   "--identity", str(local.harness_key(profile)), "--outbound-probe", uplink.INTERNET_PROBE]
     else:
         command += ["--target", target] + (["--identity", identity] if identity else [])
+        command += ["--outbound-probe", outbound_probe] if outbound_probe else []
     if host_only:
         command.append("--host-only")
     result = c.run(" ".join(_quote(a) for a in command), warn=True, pty=False)

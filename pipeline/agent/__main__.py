@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="each first-boot step, and whether every service is up")
     status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
     status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
+    sub.add_parser("external-network", help="set up the external network's host side (bridge, NAT); run at every boot")
     migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
     migrate.add_argument("--profile", default=str(Paths().profile), help="the profile YAML installed in the image")
     args = parser.parse_args(argv)
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ctx = AgentContext.load(paths)
         journal = Journal.load(paths.journal)
+        if args.command == "external-network":
+            from .external import converge_from_state
+
+            return converge_from_state(ctx)
         if args.command == "status":
             return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
         again = getattr(args, "again", False)

@@ -57,6 +57,23 @@ def api_health(ctx: AgentContext) -> list[str]:
         return [f"  (APIs not answering: {str(exc).splitlines()[0][:120]})"]
 
 
+def reach_hint(ctx: AgentContext) -> list[str]:
+    """How an operator reaches an instance from this host or its LAN (the login message
+    shows it too)."""
+    site = ctx.site
+    key = str(ctx.paths.private_key) if ctx.paths.private_key.exists() else "YOUR_KEY"
+    user = ctx.profile.settings.get("guest_user", "root")
+    create = (f"openstack --os-cloud lxc server create --flavor {site.flavors[0].name} --image {site.image_name} "
+              f"--network {site.network.name} --key-name {site.keypair_name} SERVER")
+    if not site.external.enabled:
+        return [f"  instances: {create}", "  (no external network: reach instances from the "
+                f"qdhcp namespace of network {site.network.name})"]
+    return [f"  instances: {create}",
+            f"  reach one: openstack --os-cloud lxc floating ip create {site.external.name}",
+            "             openstack --os-cloud lxc server add floating ip SERVER FLOATING_IP",
+            f"             ssh -i {key} {user}@FLOATING_IP"]
+
+
 def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: bool) -> int:
     steps = first_boot_steps(ctx)
     records = {s.name: journal.record(s.name) for s in steps}
@@ -65,6 +82,9 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
     summary = summarize(records, completed_at=journal.completed_at, down=down,
                         holder=current_holder(ctx.paths.lock), last_run=journal.run)
     print(f"appliance: {summary}")
+    if summary == "cloud ready":
+        for line in reach_hint(ctx):
+            print(line)
     if brief:
         return 0 if summary == "cloud ready" else 1
     print("\nfirst-boot steps:")

@@ -20,6 +20,9 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
              still_done=lambda: ctx.paths.secrets.exists()),
         Step("configs", "render the configuration files", bind(host.write_configs)),
+        # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
+        Step("external-network", "external network, host side (bridge, forwarding, NAT)",
+             bind(host.external_network)),
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),
@@ -42,6 +45,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
         Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
              still_done=bind(cloud.network_exists)),
+        Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
         Step("services-up", "wait for services and agents, discover the compute host",
              bind(openstack.services_report_up)),
     ]

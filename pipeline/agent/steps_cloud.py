@@ -11,6 +11,8 @@ from .context import AgentContext
 from .steps_openstack import connect
 from .system import log, run
 
+# The ML2 flat physical network the external network lives on (see linuxbridge_agent.ini).
+EXTERNAL_PHYSNET = "external"
 IMAGE_PROPERTIES = {"hypervisor_type": "lxc", "os_command_line": "/sbin/init"}
 RULES = ({"protocol": "icmp"}, {"protocol": "tcp", "port_range_min": 22, "port_range_max": 22})
 
@@ -103,8 +105,12 @@ def tenant_network(ctx: AgentContext) -> None:
     net_cfg = site.network
     admin = connect(ctx)
     network = admin.network.find_network(net_cfg.name)
+    # Without an external network the reference's layout: `nat` itself is marked external.
+    external = not site.external.enabled
     if network is None:
-        network = admin.network.create_network(name=net_cfg.name, is_shared=True, is_router_external=True)
+        network = admin.network.create_network(name=net_cfg.name, is_shared=True, is_router_external=external)
+    elif network.is_router_external != external:
+        network = admin.network.update_network(network, is_router_external=external)
     subnet = admin.network.find_subnet(net_cfg.name, network_id=network.id)
     if subnet is None:
         pool = site.allocation_pool()
@@ -127,3 +133,31 @@ def network_exists(ctx: AgentContext) -> bool:
     except Exception:
         return False
 
+
+
+def external_network(ctx: AgentContext) -> None:
+    """The external network floating IPs come from: flat on the physical network
+    ``external`` (the host's bridge, or the LAN interface), no DHCP, a subnet whose pool is
+    the floating range; and the tenant router's gateway on it, with SNAT."""
+    ext = ctx.site.external
+    if not ext.enabled:
+        return
+    admin = connect(ctx)
+    network = admin.network.find_network(ext.name)
+    if network is None:
+        network = admin.network.create_network(
+            name=ext.name, is_router_external=True, is_shared=False,
+            provider_network_type="flat", provider_physical_network=EXTERNAL_PHYSNET)
+    subnet = admin.network.find_subnet(ext.name, network_id=network.id)
+    if subnet is None:
+        pool = ext.floating_pool()
+        subnet = admin.network.create_subnet(
+            name=ext.name, network_id=network.id, ip_version=4, cidr=ext.cidr, gateway_ip=ext.gateway_ip(),
+            allocation_pools=[{"start": pool.start, "end": pool.end}], is_dhcp_enabled=False)
+    lxc = connect(ctx, "lxc", "lxc")
+    router = lxc.network.find_router(ctx.site.network.router)
+    if router is None:
+        raise ApplianceError(f"router {ctx.site.network.router} is missing (the network step makes it)")
+    gateway = router.external_gateway_info or {}
+    if gateway.get("network_id") != network.id:
+        lxc.network.update_router(router, external_gateway_info={"network_id": network.id})

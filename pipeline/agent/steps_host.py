@@ -14,9 +14,13 @@ from ..schema import read_text_input
 from ..site_checks import check_management_network
 from .context import AgentContext
 from .facts import detect_facts, management_network, save_facts
-from .system import log, run
+from . import external
+from .system import enable_and_start, log, run
 
 SEED_LABELS = ("cidata", "CIDATA", "config-2")
+UNIT_DIR = "/etc/systemd/system/"
+# The profile service whose unit sets up the external network's host side at every boot.
+EXTERNAL_SERVICE = "external-network"
 
 
 def import_seed_site(ctx: AgentContext) -> None:
@@ -82,5 +86,12 @@ def generate_secrets(ctx: AgentContext) -> None:
 def write_configs(ctx: AgentContext) -> None:
     files = render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets)
     write_files(files, Path("/"), set_owner=True)
-    # Drop-ins under /etc/systemd (epmd.socket's address) take effect only once reloaded.
-    run(["systemctl", "daemon-reload"], timeout=120)
+    if any(f.spec.path.startswith(UNIT_DIR) for f in files):
+        # systemd reads unit files and drop-ins (epmd.socket's address) only on a reload.
+        run(["systemctl", "daemon-reload"], timeout=120)
+
+
+def external_network(ctx: AgentContext) -> None:
+    """Converge the host side now, and enable the unit that does it at every later boot."""
+    log(f"external network: {external.converge(ctx.site, ctx.facts.management_ip)}")
+    enable_and_start(list(ctx.profile.service(EXTERNAL_SERVICE).units))

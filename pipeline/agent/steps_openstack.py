@@ -124,7 +124,8 @@ def schema_migrations(ctx: AgentContext) -> None:
     migrations.migrate(ctx.profile, migrations.APPLIANCE_CONFIGS, run_as=lambda service: service)
 
 
-INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client"}
+# Started by their own steps, not with the OpenStack servers.
+INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client", "external-network"}
 
 
 def _openstack_units(ctx: AgentContext) -> list[str]:

@@ -134,11 +134,43 @@ def instances(runs):
         address = next(a["addr"] for a in server.addresses[network.name] if a.get("version") == 4)
         reachable = _ping(f"qdhcp-{network.id}", address)
         ping = time.monotonic() - start if reachable else None
+        fip_ssh = _floating_ip_ssh(conn, config, server, start)
         start = time.monotonic()
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, interval=0.5, wait=300)
         emit("instance", run=run, image_cached=cached, active_s=round(active, 2),
-             ping_s=round(ping, 2) if ping is not None else None, delete_s=round(time.monotonic() - start, 2))
+             ping_s=round(ping, 2) if ping is not None else None,
+             fip_ssh_s=round(fip_ssh, 2) if fip_ssh is not None else None, delete_s=round(time.monotonic() - start, 2))
+
+
+def _ssh_banner(address, timeout=2.0):
+    import socket
+
+    try:
+        with socket.create_connection((address, 22), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _floating_ip_ssh(conn, config, server, created, timeout=120):
+    """Seconds from ``created`` until a floating IP attached to ``server`` answers with an SSH
+    banner from this host (host-mode external network only; else None)."""
+    if config.external.mode != "host":
+        return None
+    external = conn.network.find_network(config.external.name)
+    port = next(iter(conn.network.ports(device_id=server.id)))
+    fip = conn.network.create_ip(floating_network_id=external.id, port_id=port.id)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _ssh_banner(fip.floating_ip_address):
+                return time.monotonic() - created
+            time.sleep(0.2)
+        return None
+    finally:
+        conn.network.delete_ip(fip)
 
 
 class PeakMemory(threading.Thread):

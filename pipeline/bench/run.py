@@ -91,6 +91,8 @@ class Bench:
                 self.add("create → ping reply", item["ping_s"])
             else:
                 self.event(f"boot {index}: instance {item['run']} never answered ping")
+            if item.get("fip_ssh_s") is not None:
+                self.add("create → floating IP answers SSH", item["fip_ssh_s"])
             self.add("delete → gone", item["delete_s"])
             self.event(f"boot {index}: instance {item['run']} ({kind}): ACTIVE {item['active_s']} s, "
                        f"ping {item['ping_s']} s, delete {item['delete_s']} s")

@@ -29,14 +29,22 @@ MACHINED_DBUS_ACTIVATION = "usr/share/dbus-1/system-services/org.freedesktop.mac
 LOOP_NODES = 64
 
 FIXUP_SCRIPT = f"""#!/bin/sh
-# The container's management network: a veth pair inside its private network namespace
-# (no uplink; the host reaches it with `ip netns exec`). Its address comes from the harness.
+# The container's management network: a veth pair made inside its private network namespace;
+# the harness then moves the far end (mgmt1) into an uplink namespace of its own, the
+# default gateway (no route to the host's real network). Addresses come from the harness.
 . /etc/appliance/harness.env
 if ! ip link show mgmt0 >/dev/null 2>&1; then
     ip link add mgmt0 type veth peer name mgmt1
     ip addr add "$MANAGEMENT_CIDR" dev mgmt0
     ip link set mgmt1 up
     ip link set mgmt0 up
+fi
+[ -z "${{UPLINK_GATEWAY:-}}" ] || ip route replace default via "$UPLINK_GATEWAY" dev mgmt0
+# A second interface into the harness's LAN namespace (the external network in provider mode).
+if [ -n "${{LAN_INTERFACE:-}}" ] && ! ip link show "$LAN_INTERFACE" >/dev/null 2>&1; then
+    ip link add "$LAN_INTERFACE" type veth peer name "$LAN_PEER"
+    ip link set "$LAN_PEER" up
+    ip link set "$LAN_INTERFACE" up
 fi
 # nspawn mounts the cgroup v1 controllers read-only, but libvirt's LXC driver must create
 # cgroups for instances: make them writable (a bind remount; a plain remount,rw fails).
@@ -93,7 +101,8 @@ def copy_source_tree(root: Path, source: Path, profile_file: Path) -> None:
     shutil.copyfile(profile_file, share / "profile.yaml")
 
 
-def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str) -> None:
+def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str,
+          uplink_gateway: str = "", lan_interface: str = "", lan_peer: str = "") -> None:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in MASKED_UNITS:
@@ -114,7 +123,8 @@ def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, mana
         link.symlink_to("/etc/systemd/system/appliance-container-fixups.service")
     config_dir = root / "etc/appliance"
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\n")
+    (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\nUPLINK_GATEWAY={uplink_gateway}\n"
+                                            f"LAN_INTERFACE={lan_interface}\nLAN_PEER={lan_peer}\n")
     if site_yaml is not None:
         (config_dir / "appliance.yaml").write_text(site_yaml)
     if authorized_key:

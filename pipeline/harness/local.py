@@ -14,15 +14,15 @@ from . import nspawn
 BOOT_ROOT = Path("/var/tmp/appliance-boot")
 
 
-def boot_name(profile: str) -> str:
-    """The harness's name for one booted appliance: the profile, unless APPLIANCE_BOOT_NAME
-    names another, so that two appliances of one profile can run side by side (each has its
-    own state directory, network namespace and container name)."""
-    return os.environ.get("APPLIANCE_BOOT_NAME") or profile
+def boot_name(profile: str, name: str | None = None) -> str:
+    """The harness's name for one booted appliance: ``name``, else APPLIANCE_BOOT_NAME, else
+    the profile; two appliances of one profile can run side by side under two names (each
+    has its own state directory, network namespaces and container name)."""
+    return name or os.environ.get("APPLIANCE_BOOT_NAME") or profile
 
 
-def state_dir(profile: str) -> Path:
-    return BOOT_ROOT / boot_name(profile)
+def state_dir(profile: str, name: str | None = None) -> Path:
+    return BOOT_ROOT / boot_name(profile, name)
 
 
 def harness_key(profile: str) -> Path:
@@ -40,12 +40,13 @@ def harness_target() -> str:
 
 
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
-         say=print) -> nspawn.BootState:
+         lan: bool = False, site_yaml: str | None = None, name: str | None = None, say=print) -> nspawn.BootState:
     """Boot the built image; ``from_tree`` lays this checkout's agent, overlays and profile
     over the image's (development: no rebuild for a change to them)."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
-    site_yaml = site.read_text(encoding="utf-8") if site else None
+    if site is not None:
+        site_yaml = site.read_text(encoding="utf-8")
     prepare = None
     if from_tree:
         from ..profiles import profile_path
@@ -54,8 +55,8 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         source = Path(__file__).resolve().parents[2]
         prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile))  # noqa: E731
         say(f"[boot] agent, overlays and profile from {source} (not the image's)")
-    state = nspawn.boot(image, boot_name(profile), state_dir(profile), site_yaml=site_yaml,
-                        authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare)
+    state = nspawn.boot(image, boot_name(profile, name), state_dir(profile, name), site_yaml=site_yaml,
+                        authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare, lan=lan)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
     say(f"[boot]       or: ./inv shell --profile {profile}")
     return state
@@ -104,5 +105,5 @@ def wait_for_first_boot(state: nspawn.BootState, *, timeout: float = 1800, say=p
         time.sleep(3)
 
 
-def stop(profile: str, *, say=print) -> None:
-    nspawn.stop(state_dir(profile), say=say)
+def stop(profile: str, *, name: str | None = None, say=print) -> None:
+    nspawn.stop(state_dir(profile, name), say=say)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ApplianceError
-from . import container_fixups
+from . import container_fixups, uplink
 from .host import ensure_commands
 
 MANAGEMENT_CIDR = "10.254.0.10/24"
@@ -34,6 +34,8 @@ class BootState:
     loop_device: str = ""
     nspawn_pid: int = 0
     started_at: float = 0.0
+    responder_pid: int = 0  # the internet stand-in in the uplink namespace
+    lan: bool = False  # a second interface into the harness's LAN namespace
 
     @property
     def lower(self) -> Path:
@@ -123,7 +125,7 @@ def attach_netns(state: BootState, timeout: float = 30) -> None:
 
 
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
-         say=print, prepare=None) -> BootState:
+         say=print, prepare=None, lan: bool = False) -> BootState:
     """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start."""
     ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
                      "nsenter": "util-linux", "ip": "iproute2"})
@@ -135,7 +137,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
     if existing:
         stop(state_dir, say=say)
     state_dir.mkdir(parents=True, exist_ok=True)
-    state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}")
+    state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}", lan=lan)
     for sub in ("lower", "upper", "work", "root"):
         (state_dir / sub).mkdir(exist_ok=True)
     state.save()
@@ -148,12 +150,15 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         _run(["mount", "-t", "overlay", "overlay", "-o",
               f"lowerdir={state.lower},upperdir={state_dir / 'upper'},workdir={state_dir / 'work'}", str(state.merged)])
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
-                               management_cidr=MANAGEMENT_CIDR)
+                               management_cidr=MANAGEMENT_CIDR, uplink_gateway=uplink.UPLINK_GATEWAY,
+                               lan_interface=uplink.LAN_INTERFACE if lan else "",
+                               lan_peer=uplink.LAN_PEER if lan else "")
         if prepare is not None:
             prepare(state.merged)
         state.nspawn_pid = _start_nspawn(state)
         state.save()
         attach_netns(state)
+        state.responder_pid = uplink.attach(state.netns, state.name, lan=lan)
         state.started_at = time.time()
         state.save()
     except BaseException:
@@ -230,6 +235,7 @@ def stop(state_dir: Path, *, say=print) -> None:
     if leftovers:
         say(f"[boot] warning: loop devices still attached: {', '.join(leftovers)}")
     subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
+    uplink.detach(state.name, state.responder_pid)
     shutil.rmtree(state_dir / "upper", ignore_errors=True)
     shutil.rmtree(state_dir / "work", ignore_errors=True)
     state.file.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -15,11 +16,12 @@ from .report import Report, Result
 WORKFLOW = Path(__file__).with_name("api_workflow.py")
 
 
-def run_api_workflow(host, report: Report, timeout: int = 1200) -> None:
+def run_api_workflow(host, report: Report, timeout: int = 1200, outbound_probe: str | None = None) -> None:
     """Send the workflow's source over the connection and run it on the appliance."""
     payload = base64.b64encode(WORKFLOW.read_bytes()).decode()
     start = time.monotonic()
-    result = host.run(f"echo {payload} | base64 -d | timeout {timeout} python3 -")
+    args = f" --outbound-probe {shlex.quote(outbound_probe)}" if outbound_probe else ""
+    result = host.run(f"echo {payload} | base64 -d | timeout {timeout} python3 -{args}")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     for line in lines:
         data = json.loads(line)
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True, help="testinfra host spec, e.g. ssh://root@cloud1")
     parser.add_argument("--identity", help="SSH private key for the target")
     parser.add_argument("--host-only", action="store_true", help="skip the API workflow")
+    parser.add_argument("--outbound-probe", metavar="HOST:PORT",
+                        help="a TCP service that answers with the source address it saw: checks outbound NAT")
     args = parser.parse_args(argv)
 
     import testinfra
@@ -48,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.check("target reachable", lambda: host.check_output("true") or None):
         run_host_checks(host, report)
         if not args.host_only:
-            run_api_workflow(host, report)
+            run_api_workflow(host, report, outbound_probe=args.outbound_probe)
     print(report.summary())
     return 1 if report.failed else 0
 

@@ -86,12 +86,43 @@ def test_smoke_passes(appliance):
     assert re.search(r"^\d+ passed, 0 failed$", result.stdout, re.M)
 
 
+def external_host_side(state) -> dict:
+    """The external network's host side as the kernel has it: bridges named like ours, our
+    NAT rules, forwarding."""
+    nat = in_appliance(state, "iptables", "-t", "nat", "-S", "POSTROUTING").stdout
+    links = json.loads(in_appliance(state, "ip", "-json", "link", "show", "type", "bridge").stdout)
+    return {
+        "nat_rules": [line for line in nat.splitlines() if "appliance-external" in line],
+        "bridges": [link["ifname"] for link in links if link["ifname"] == "br-external"],
+        "forwarding": in_appliance(state, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip(),
+    }
+
+
 def test_rerun_on_finished_appliance_changes_nothing(appliance):
     before = resource_counts(appliance)
     plain = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run")
     assert "nothing to do" in plain.stdout
     in_appliance(appliance, "python3", "-m", "pipeline.agent", "run", "--again")
     assert resource_counts(appliance) == before
+    host_side = external_host_side(appliance)
+    assert len(host_side["nat_rules"]) == 1, host_side
+    assert "-s 10.20.20.0/24 -o mgmt0" in host_side["nat_rules"][0], host_side
+    assert host_side == {**host_side, "bridges": ["br-external"], "forwarding": "1"}
+
+
+def test_external_network_unit_restores_the_host_side(appliance):
+    """What a reboot loses (bridge, NAT rule) the boot unit puts back, once."""
+    rule = external_host_side(appliance)["nat_rules"][0].split()[2:]
+    in_appliance(appliance, "iptables", "-t", "nat", "-D", "POSTROUTING", *rule)
+    in_appliance(appliance, "ip", "addr", "flush", "dev", "br-external")
+    in_appliance(appliance, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+    for _ in range(2):
+        in_appliance(appliance, "systemctl", "restart", "appliance-external-network")
+    host_side = external_host_side(appliance)
+    assert len(host_side["nat_rules"]) == 1 and host_side == {**host_side, "bridges": ["br-external"],
+                                                               "forwarding": "1"}, host_side
+    addresses = in_appliance(appliance, "ip", "-4", "-o", "addr", "show", "dev", "br-external").stdout
+    assert "10.20.20.1/24" in addresses, addresses
 
 
 @pytest.mark.parametrize("resume_from", ["databases", "identity", "image", "network"])

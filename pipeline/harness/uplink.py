@@ -1,0 +1,106 @@
+"""The booted appliance's outside world, made by the harness: an uplink and a LAN of its own.
+
+Both live in network namespaces the harness creates, so nothing the appliance sends reaches
+the host's real network:
+
+- ``uplink-<name>``: the far end of the appliance's management interface, its default
+  gateway ``UPLINK_GATEWAY``, and a stand-in for a host on the internet at ``INTERNET_PROBE``
+  (RFC 5737 TEST-NET-3) that answers each TCP connection with the source address it saw,
+  so a test can tell that outbound NAT happened and with which address.
+- ``lan-<name>`` (only when asked for): a LAN on a second interface of the appliance
+  (``LAN_INTERFACE``), ``LAN_CIDR`` (RFC 5737 TEST-NET-2) with the LAN's router and a client
+  at ``LAN_ROUTER``; the appliance's external network in ``provider`` mode is this LAN.
+
+The veth pairs are made inside the container at every boot (container_fixups), and the
+harness moves their far ends out here after the container started.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ApplianceError
+
+UPLINK_GATEWAY = "10.254.0.1"
+UPLINK_PEER = "mgmt1"  # the far end of the appliance's mgmt0
+INTERNET_HOST = "203.0.113.1"
+INTERNET_PORT = 8080
+INTERNET_PROBE = f"{INTERNET_HOST}:{INTERNET_PORT}"
+
+LAN_INTERFACE = "lan0"
+LAN_PEER = "lan0p"
+LAN_CIDR = "198.51.100.0/24"
+LAN_ROUTER = "198.51.100.1"
+LAN_FLOATING_RANGE = ("198.51.100.100", "198.51.100.199")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def uplink_netns(name: str) -> str:
+    return f"uplink-{name}"
+
+
+def lan_netns(name: str) -> str:
+    return f"lan-{name}"
+
+
+def lan_site() -> str:
+    """A site config whose external network is the harness's LAN (provider mode)."""
+    start, end = LAN_FLOATING_RANGE
+    return (f"external: {{mode: provider, interface: {LAN_INTERFACE}, cidr: {LAN_CIDR}, gateway: {LAN_ROUTER},\n"
+            f"           floating_range: {{start: {start}, end: {end}}}}}\n")
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ApplianceError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+
+
+def _move_peer(container_netns: str, peer: str, target_netns: str, address: str, timeout: float = 60) -> None:
+    """Wait for the container's fixups to make ``peer``, then move it to ``target_netns``."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["ip", "-n", container_netns, "link", "show", peer], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            raise ApplianceError(f"{peer} did not appear in {container_netns} within {timeout:.0f} s")
+        time.sleep(0.2)
+    _ip("-n", container_netns, "link", "set", peer, "netns", target_netns)
+    _ip("-n", target_netns, "addr", "add", address, "dev", peer)
+    _ip("-n", target_netns, "link", "set", peer, "up")
+
+
+def attach(container_netns: str, name: str, *, lan: bool) -> int:
+    """Make the uplink (and the LAN) namespaces and start the internet stand-in; returns its pid."""
+    uplink = uplink_netns(name)
+    subprocess.run(["ip", "netns", "del", uplink], capture_output=True)
+    _ip("netns", "add", uplink)
+    _ip("-n", uplink, "link", "set", "lo", "up")
+    _ip("-n", uplink, "addr", "add", f"{INTERNET_HOST}/32", "dev", "lo")
+    _move_peer(container_netns, UPLINK_PEER, uplink, f"{UPLINK_GATEWAY}/24")
+    if lan:
+        lan_ns = lan_netns(name)
+        subprocess.run(["ip", "netns", "del", lan_ns], capture_output=True)
+        _ip("netns", "add", lan_ns)
+        _ip("-n", lan_ns, "link", "set", "lo", "up")
+        _move_peer(container_netns, LAN_PEER, lan_ns, f"{LAN_ROUTER}/{LAN_CIDR.split('/')[1]}")
+    responder = subprocess.Popen(
+        ["ip", "netns", "exec", uplink, sys.executable, "-m", "pipeline.harness.responder", INTERNET_HOST,
+         str(INTERNET_PORT)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    return responder.pid
+
+
+def detach(name: str, responder_pid: int) -> None:
+    """Stop the internet stand-in and remove the namespaces (their veth ends go with them)."""
+    if responder_pid > 0:
+        try:
+            cmdline = Path(f"/proc/{responder_pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if b"pipeline.harness.responder" in cmdline:
+            subprocess.run(["kill", str(responder_pid)], capture_output=True)
+    for netns in (uplink_netns(name), lan_netns(name)):
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)

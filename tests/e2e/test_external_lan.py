@@ -1,0 +1,87 @@
+"""Provider mode: the external network is a LAN the harness makes (a namespace of its own on
+a second interface of the appliance); a client on that LAN logs in to an instance's
+floating IP. Its own appliance, booted beside the session's."""
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from pipeline.harness import local, nspawn, uplink
+
+from .conftest import ARTIFACTS, PROFILE, in_appliance, loop_devices
+
+pytestmark = pytest.mark.e2e
+
+NAME = "e2e-lan"
+
+# Run on the appliance as the lxc user: a server with a floating IP from `external`.
+SERVER_WITH_FIP = r"""
+import json, openstack
+from pipeline.agent.context import AgentContext, Paths
+ctx = AgentContext.load(Paths())
+site = ctx.site
+c = openstack.connect(cloud="lxc", api_timeout=120)
+for old in c.compute.servers(name="lan-smoke"):
+    c.compute.delete_server(old)
+    c.compute.wait_for_delete(old, wait=120)
+server = c.compute.create_server(
+    name="lan-smoke", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
+    image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": c.network.find_network(site.network.name).id}],
+    key_name=site.keypair_name)
+server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+port = next(iter(c.network.ports(device_id=server.id)))
+fip = c.network.create_ip(floating_network_id=c.network.find_network(site.external.name).id, port_id=port.id)
+print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.get("guest_user", "root")}))
+"""
+
+
+@pytest.fixture(scope="module")
+def lan_appliance(appliance_image):
+    local.stop(PROFILE, name=NAME)
+    loops_before = loop_devices()
+    state = local.boot(PROFILE, ARTIFACTS, name=NAME, lan=True, site_yaml=uplink.lan_site())
+    try:
+        local.wait_for_first_boot(state)
+        yield state
+    finally:
+        if nspawn.pid_alive(state.nspawn_pid):
+            from pipeline.harness.e2e import collect_logs
+
+            collect_logs(state, ARTIFACTS / "logs" / "pytest-e2e-lan")
+        local.stop(PROFILE, name=NAME)
+        assert loop_devices() <= loops_before, "the LAN appliance left loop devices attached"
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert uplink.lan_netns(NAME) not in namespaces and state.netns not in namespaces
+
+
+def test_lan_client_logs_in_to_a_floating_ip(lan_appliance):
+    import json
+
+    made = json.loads(in_appliance(lan_appliance, "python3", "-c", SERVER_WITH_FIP).stdout.strip().splitlines()[-1])
+    fip, user = made["fip"], made["user"]
+    start, end = (int(a.rsplit(".", 1)[1]) for a in uplink.LAN_FLOATING_RANGE)
+    assert fip.startswith("198.51.100.") and start <= int(fip.rsplit(".", 1)[1]) <= end, fip
+    key = in_appliance(lan_appliance, "cat", "/etc/appliance/lxckey").stdout
+    with tempfile.NamedTemporaryFile("w", delete=False) as handle:
+        handle.write(key)
+    os.chmod(handle.name, 0o600)
+    try:
+        cmd = ["ip", "netns", "exec", uplink.lan_netns(NAME), "ssh", "-i", handle.name, "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "BatchMode=yes",
+               "-o", "LogLevel=ERROR", f"{user}@{fip}", "hostname"]
+        for _ in range(30):
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            if result.returncode == 0:
+                break
+            time.sleep(2)
+        assert result.returncode == 0, result.stderr
+        assert re.match(r"^[a-z0-9-]+$", result.stdout.strip()), result.stdout
+    finally:
+        os.unlink(handle.name)
+    # The LAN is the external network: the appliance itself has no address on it.
+    lan_addresses = in_appliance(lan_appliance, "ip", "-4", "-o", "addr", "show", "dev", uplink.LAN_INTERFACE).stdout
+    assert lan_addresses.strip() == "", lan_addresses
