@@ -51,6 +51,15 @@ def build(c, profile=DEFAULT_PROFILE):
     _build(profile)
 
 
+@task(name="build-guest", help={"profile": PROFILE_HELP, "out": "output directory (default artifacts/guest-<profile>)"})
+@operator_errors
+def build_guest(c, profile=DEFAULT_PROFILE, out=None):
+    """Build only the LXC guest rootfs (lxc-rootfs.img and .zst): try guest elements without the appliance."""
+    from pipeline.build import run_guest_build
+
+    run_guest_build(profile, Path(out) if out else ARTIFACTS / f"guest-{profile}")
+
+
 def _build(profile):
     from pipeline.build import run_build
 
@@ -62,7 +71,7 @@ def _build(profile):
             "wait": "wait until first boot has finished",
             "lan": "a second interface into a LAN namespace of the harness (lan-NAME); without --site it is "
                    "the external network in provider mode",
-            "from_tree": "development: this checkout's agent, overlays and profile over the image's (no rebuild)",
+            "from_tree": "development: this checkout's agent, overlays, profile and built guest image over the image's (no rebuild)",
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False):
@@ -84,6 +93,31 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
                        from_tree=from_tree, lan=lan)
     if wait:
         local.wait_for_first_boot(state)
+
+
+@task(name="image-import", help={"file": "a cloud disk image: qcow2 or raw, MBR or GPT, or a bare ext2/3/4 filesystem",
+                                 "name": "image name (default: the file name without .qcow2/.img/.raw)",
+                                 "out": "output directory (default artifacts/images)"})
+@operator_errors
+def image_import(c, file, name=None, out=None):
+    """Convert a cloud disk image to an LXC root filesystem image (no upload: prints the command)."""
+    from pipeline.agent import image_import as ii
+
+    source = Path(file)
+    name = name or ii.default_name(source)
+    out_dir = Path(out) if out else ARTIFACTS / "images"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ii.work_dir(str(out_dir)) as tmp:
+        try:
+            prepared = ii.prepare(source, Path(tmp), say=print)
+        except ii.ImportRefused as exc:
+            raise ii.ImportRefused(f"{source}: {exc}") from None
+        target = out_dir / f"{name}.rootfs.img"
+        prepared.rootfs.rename(target)
+    properties = " ".join(f"--property {k}={v}" for k, v in ii.glance_properties(prepared).items())
+    print(f"{source}: {prepared.source}, {prepared.architecture} → {target}")
+    print(f"upload it: openstack image create --disk-format raw --container-format bare --public {properties} "
+          f"--file {target} {name}")
 
 
 @task(help={"profile": PROFILE_HELP})
@@ -138,14 +172,15 @@ def e2e(c, profile=DEFAULT_PROFILE):
             "creates": "instances created and deleted one after another per boot (default 3)",
             "burst": "instances requested at once per boot, 128 MB flavor (default 20; 0 skips)",
             "builds": "cold + warm build and a plain DIB build, this many times (default 1; 0 skips)",
-            "settle": "seconds to wait after first boot before measuring idle memory (default 30)"})
+            "settle": "seconds to wait after first boot before measuring idle memory (default 30)",
+            "from_tree": "boot as `boot --from-tree` does (this checkout's agent, overlays, guest image)"})
 @operator_errors
-def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30):
+def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30, from_tree=False):
     """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
     from pipeline.bench.run import run_bench
 
     run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=int(burst),
-              build_runs=int(builds), settle_s=float(settle))
+              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree)
 
 
 @task(help={"k": "only tests matching this pytest -k expression",

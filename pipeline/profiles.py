@@ -109,6 +109,36 @@ class RpcGate:
 
 
 @dataclass(frozen=True)
+class IdMap:
+    """The host ids an instance's ids 0..count-1 map to (Nova's ``[libvirt] uid_maps`` and
+    ``gid_maps``, both ``0:host_start:count``): root in an instance is ``host_start`` on
+    the appliance. The range is reserved for root in /etc/subuid and /etc/subgid."""
+
+    host_start: int
+    # At least 65536, so that every id a distribution uses (nobody is 65534) is mapped.
+    count: int = 65536
+
+    # Ids at or above this never appear in an image's /etc/passwd (Debian's system and
+    # user ranges end at 59999 and 65534); the kernel's largest id is 2**32 - 2.
+    MIN_START = 65536
+    MAX_END = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class TenantQuota:
+    """How first boot sizes the compute quotas of the tenant project from the host:
+    RAM = host RAM - ``reserved_ram_mb`` (in 256 MB steps), cores = CPUs x ``vcpus_per_cpu``,
+    instances = cores (no instance has less than one vCPU)."""
+
+    project: str = "lxc"
+    # What the appliance's own services need (idle about 3.5 GiB RSS, see README "Sizing").
+    reserved_ram_mb: int = 4096
+    # Nova's own CPU overcommit for the placement inventory is far higher; this keeps one
+    # tenant's containers from taking every CPU many times over.
+    vcpus_per_cpu: int = 4
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -119,6 +149,10 @@ class Profile:
     # Free-form values for templates (worker counts, option variants).
     settings: dict[str, Any] = field(default_factory=dict)
     rpc_gate: RpcGate | None = None
+    # User-namespaced instances; None runs an instance's root as the appliance's root.
+    instance_id_map: IdMap | None = None
+    # Compute quotas of the tenant project; None leaves Nova's defaults.
+    tenant_quota: TenantQuota | None = None
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -192,6 +226,23 @@ def _check_profile(profile: Profile, source: str) -> None:
         for j, port in enumerate(svc.ports):
             if port.bind not in ("management", "any", "loopback"):
                 raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
+    idmap = profile.instance_id_map
+    if idmap is not None:
+        if idmap.host_start < IdMap.MIN_START:
+            raise ConfigError(source, "instance_id_map.host_start",
+                              f"expected at least {IdMap.MIN_START} (above every id an image uses), "
+                              f"got {idmap.host_start}")
+        if idmap.count < 65536:
+            raise ConfigError(source, "instance_id_map.count", f"expected at least 65536, got {idmap.count}")
+        if idmap.host_start + idmap.count > IdMap.MAX_END:
+            raise ConfigError(source, "instance_id_map.count", f"expected host_start + count <= {IdMap.MAX_END}")
+    quota = profile.tenant_quota
+    if quota is not None:
+        if quota.reserved_ram_mb < 0:
+            raise ConfigError(source, "tenant_quota.reserved_ram_mb",
+                              f"expected 0 or more, got {quota.reserved_ram_mb}")
+        if quota.vcpus_per_cpu < 1:
+            raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
     if profile.rpc_gate:
         units = set(profile.units())
         for j, unit in enumerate(profile.rpc_gate.units):

@@ -89,6 +89,7 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         "listen_address": listen_address,
         "client_host": client_host,
         "settings": profile.settings,
+        "instance_id_map": profile.instance_id_map,
         "site": site,
         "host": host,
         "secrets": secrets,

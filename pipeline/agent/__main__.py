@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("external-network", help="set up the external network's host side (bridge, NAT); run at every boot")
     migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
     migrate.add_argument("--profile", default=str(Paths().profile), help="the profile YAML installed in the image")
+    image = sub.add_parser("image", help="Glance images for LXC instances")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    importing = image_sub.add_parser("import", help="convert a cloud disk image (qcow2 or raw, MBR or GPT) to an LXC "
+                                                    "root filesystem image and upload it")
+    importing.add_argument("file", type=Path)
+    importing.add_argument("--name", help="Glance name (default: the file name without .qcow2/.img/.raw)")
     args = parser.parse_args(argv)
     if args.command == "migrate-image":
         return _migrate_image(Path(args.profile))
@@ -45,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             from .external import converge_from_state
 
             return converge_from_state(ctx)
+        if args.command == "image":
+            return _image_import(ctx, args.file, args.name)
         if args.command == "status":
             return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
         again = getattr(args, "again", False)
@@ -66,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     except ApplianceError as exc:
         print(f"appliance: {exc}", file=sys.stderr)
         return 2
+
+
+def _image_import(ctx: AgentContext, source: Path, name: str | None) -> int:
+    from .image_import import import_image
+    from .steps_openstack import connect
+
+    import_image(source, name, lambda: connect(ctx), say=say)
+    return 0
 
 
 def _migrate_image(profile_path: Path) -> int:

@@ -23,6 +23,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
         Step("external-network", "external network, host side (bridge, forwarding, NAT)",
              bind(host.external_network)),
+        Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids)),
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),
@@ -41,6 +42,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("apis", "wait for every API to answer", bind(openstack.apis_answer)),
         Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
         Step("flavors", "flavors", bind(cloud.flavors)),
+        Step("quotas", "the tenant project's quotas, sized from this host", bind(cloud.tenant_quotas)),
         Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
         Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
         Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ApplianceError
+from ..profiles import TenantQuota
 from ..site_checks import read_public_key_file
 from .context import AgentContext
 from .steps_openstack import connect
@@ -134,7 +135,6 @@ def network_exists(ctx: AgentContext) -> bool:
         return False
 
 
-
 def external_network(ctx: AgentContext) -> None:
     """The external network floating IPs come from: flat on the physical network
     ``external`` (the host's bridge, or the LAN interface), no DHCP, a subnet whose pool is
@@ -161,3 +161,40 @@ def external_network(ctx: AgentContext) -> None:
     gateway = router.external_gateway_info or {}
     if gateway.get("network_id") != network.id:
         lxc.network.update_router(router, external_gateway_info={"network_id": network.id})
+
+
+def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
+    """(RAM in MB from MemTotal, CPUs this process may run on)."""
+    import os
+
+    for line in meminfo.read_text(encoding="ascii").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024, len(os.sched_getaffinity(0))
+    raise ApplianceError(f"{meminfo}: no MemTotal line")
+
+
+def quota_for_host(quota: TenantQuota, ram_mb: int, cpus: int) -> dict[str, int]:
+    """Nova quota values {instances, cores, ram (MB)} for a host of ``ram_mb`` and ``cpus``.
+    At least one small instance's worth (1 core, 512 MB) on any host."""
+    ram = max(512, (ram_mb - quota.reserved_ram_mb) // 256 * 256)
+    cores = max(1, cpus * quota.vcpus_per_cpu)
+    return {"instances": cores, "cores": cores, "ram": ram}
+
+
+def tenant_quotas(ctx: AgentContext) -> None:
+    """Set the tenant project's quotas from the host's size, each only while it still has
+    Nova's default value: a quota the operator (or the bench) set stays as it is."""
+    quota = ctx.profile.tenant_quota
+    if quota is None:
+        return
+    wanted = quota_for_host(quota, *host_size())
+    conn = connect(ctx)
+    project = conn.identity.find_project(quota.project, domain_id="default")
+    if project is None:
+        raise ApplianceError(f"profile tenant_quota.project: no project {quota.project!r}")
+    defaults = conn.compute.get(f"/os-quota-sets/{project.id}/defaults").json()["quota_set"]
+    current = conn.compute.get(f"/os-quota-sets/{project.id}").json()["quota_set"]
+    change = {k: v for k, v in wanted.items() if current[k] != v and current[k] == defaults[k]}
+    if change:
+        conn.set_compute_quotas(project.id, **change)
+        log(f"project {quota.project}: quotas {change}")

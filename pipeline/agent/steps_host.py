@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..credentials import complete_secrets, load_secret_file, write_secret_file
+from ..errors import ApplianceError
 from ..files import atomic_write
 from ..render import render_files, write_files
 from ..schema import read_text_input
@@ -95,3 +96,41 @@ def external_network(ctx: AgentContext) -> None:
     """Converge the host side now, and enable the unit that does it at every later boot."""
     log(f"external network: {external.converge(ctx.site, ctx.facts.management_ip)}")
     enable_and_start(list(ctx.profile.service(EXTERNAL_SERVICE).units))
+
+
+def reserve_instance_ids(ctx: AgentContext, etc: Path = Path("/etc")) -> None:
+    """Reserve the instances' id range (profile ``instance_id_map``) for root in
+    /etc/subuid and /etc/subgid, after checking nothing else on the appliance owns an id in it.
+
+    useradd hands new users subordinate ranges that no line of these files covers, so the
+    reservation keeps a later user's rootless containers out of the instances' ids.
+    Raises ApplianceError naming the file and the owner of a clashing id; writes nothing then.
+    """
+    idmap = ctx.profile.instance_id_map
+    if idmap is None:
+        return
+    lo, hi = idmap.host_start, idmap.host_start + idmap.count  # [lo, hi)
+    for name in ("passwd", "group"):
+        for line in (etc / name).read_text(encoding="utf-8").splitlines():
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2].isdigit() and lo <= int(fields[2]) < hi:
+                raise ApplianceError(f"{etc / name}: {fields[0]} has id {fields[2]}, inside the instances' "
+                                     f"range {lo}-{hi - 1} (profile instance_id_map)")
+    reservation = f"root:{lo}:{idmap.count}"
+    missing = []
+    for name in ("subuid", "subgid"):
+        path = etc / name
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        for line in lines:
+            fields = line.split(":")
+            if line == reservation or len(fields) != 3 or not (fields[1].isdigit() and fields[2].isdigit()):
+                continue
+            start, count = int(fields[1]), int(fields[2])
+            if start < hi and lo < start + count:
+                raise ApplianceError(f"{path}: {line!r} overlaps the instances' range {lo}-{hi - 1} "
+                                     "(profile instance_id_map)")
+        if reservation not in lines:
+            missing.append((path, lines))
+    for path, lines in missing:
+        atomic_write(path, "\n".join([*lines, reservation]) + "\n", mode=0o644)
+        log(f"{path}: {reservation} reserved for instances")

@@ -9,13 +9,13 @@ from .context import AgentContext
 from .system import enable_and_start, log, run, wait_for
 
 MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
-_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _identifier(name: str) -> str:
     # Database and user names cannot be query parameters; they come from the profile and
     # are checked here so that no quoting question arises.
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ApplianceError(f"refusing unusual database identifier {name!r}")
     return name
 

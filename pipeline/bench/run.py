@@ -24,6 +24,7 @@ TARGETS = {
     "boot → cloud ready": 60,
     "create → ACTIVE, first (image not cached)": 10,
     "create → ACTIVE, cached image": 5,
+    "ACTIVE → SSH banner": 5,
     "burst: all ACTIVE": 120,
     "burst: failed instances": 0,
     "idle memory, RSS summed": 3072,
@@ -41,8 +42,9 @@ def run_probe(state: nspawn.BootState, *args: str, timeout: float = 1800) -> lis
 
 
 class Bench:
-    def __init__(self, profile: str, artifacts: Path, say=print):
+    def __init__(self, profile: str, artifacts: Path, say=print, from_tree: bool = False):
         self.profile = profile
+        self.from_tree = from_tree
         self.artifacts = artifacts
         self.say = say
         self.figures = Figures()
@@ -61,7 +63,7 @@ class Bench:
         local.stop(self.profile, say=self.say)
         self.say(f"[bench] boot {index}: booting a fresh appliance")
         started = time.time()
-        state = local.boot(self.profile, self.artifacts, say=lambda line: None)
+        state = local.boot(self.profile, self.artifacts, say=lambda line: None, from_tree=self.from_tree)
         try:
             journal = local.wait_for_first_boot(state, say=lambda line: self.say(f"[bench] boot {index}: {line}"))
             ready = journal["completed_at"] - started
@@ -91,10 +93,16 @@ class Bench:
                 self.add("create → ping reply", item["ping_s"])
             else:
                 self.event(f"boot {index}: instance {item['run']} never answered ping")
+            if item.get("ssh_after_active_s") is not None:
+                self.add("ACTIVE → SSH banner", item["ssh_after_active_s"])
+                self.add("create → SSH banner", item["active_s"] + item["ssh_after_active_s"])
+            else:
+                self.event(f"boot {index}: instance {item['run']} never sent an SSH banner")
             if item.get("fip_ssh_s") is not None:
                 self.add("create → floating IP answers SSH", item["fip_ssh_s"])
             self.add("delete → gone", item["delete_s"])
             self.event(f"boot {index}: instance {item['run']} ({kind}): ACTIVE {item['active_s']} s, "
+                       f"SSH banner {item.get('ssh_after_active_s')} s after ACTIVE, "
                        f"ping {item['ping_s']} s, delete {item['delete_s']} s")
 
     def burst(self, state: nspawn.BootState, index: int, count: int) -> None:
@@ -167,7 +175,7 @@ def _say(line: str) -> None:
 
 
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
-              build_runs: int = 1, settle_s: float = 30, say=_say) -> Path:
+              build_runs: int = 1, settle_s: float = 30, from_tree: bool = False, say=_say) -> Path:
     from ..profiles import load_profile
 
     load_profile(profile)  # an unknown profile fails here, before anything slow
@@ -177,7 +185,7 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
             raise ApplianceError(f"bench option {name.replace('_s', '')}: expected 0 or more, got {value}")
     if not build_runs and boots and not (artifacts / profile / "appliance.raw").exists():
         raise ApplianceError(f"no built image in {artifacts / profile}; run `./inv build` or bench with --builds 1")
-    bench = Bench(profile, artifacts, say)
+    bench = Bench(profile, artifacts, say, from_tree=from_tree)
     started = time.time()
     try:
         if build_runs:
@@ -186,7 +194,8 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
             bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
     finally:
         # A bench of uncommitted changes must say so: the figures are not the commit's.
-        data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True), options=options,
+        data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True),
+                      options={**options, "from_tree": from_tree},
                       started=started,
                       events=bench.events)
         path = write_record(data, artifacts / "bench")

@@ -6,7 +6,7 @@
 
 from .host import ensure_host_prerequisites
 
-__all__ = ["ensure_host_prerequisites", "run_build"]
+__all__ = ["ensure_host_prerequisites", "run_build", "run_guest_build"]
 
 
 def run_build(profile_name, out_dir, *, log=print, **options):
@@ -14,3 +14,9 @@ def run_build(profile_name, out_dir, *, log=print, **options):
     from .driver import run_build as _run_build
 
     return _run_build(profile_name, out_dir, log=log, **options)
+
+
+def run_guest_build(profile_name, out_dir, *, log=print, **options):
+    from .driver import run_guest_build as _run_guest_build
+
+    return _run_guest_build(profile_name, out_dir, log=log, **options)

@@ -1,4 +1,5 @@
-"""`python -m pipeline.build [--profile P] [--out DIR]`: build the appliance images."""
+"""`python -m pipeline.build [--profile P] [--out DIR] [--guest-only]`: build the appliance images
+(or, with --guest-only, only the LXC guest root filesystem)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ApplianceError
 from ..profiles import DEFAULT_PROFILE
-from . import run_build
+from . import run_build, run_guest_build
 from .settings import REPO_ROOT
 
 
@@ -16,10 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.build", description=__doc__)
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"release profile (default {DEFAULT_PROFILE})")
     parser.add_argument("--out", type=Path, help="output directory (default artifacts/<profile>)")
+    parser.add_argument("--guest-only", action="store_true",
+                        help="build only the LXC guest rootfs (lxc-rootfs.img and .zst) into --out")
     args = parser.parse_args(argv)
     out = args.out or REPO_ROOT / "artifacts" / args.profile
     try:
-        run_build(args.profile, out)
+        (run_guest_build if args.guest_only else run_build)(args.profile, out)
     except ApplianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -54,6 +54,17 @@ NAMESPACES: dict[str, tuple[str, ...]] = {
 # nova-compute reads nova-compute.conf after nova.conf, with the same options.
 NAMESPACES["/etc/nova/nova-compute.conf"] = NAMESPACES["/etc/nova/nova.conf"]
 
+# Policy files and the module whose list_rules() registers every rule name of the service.
+# oslo.policy ignores a rule it does not know, so a misspelt name in a file meant to refuse
+# an action would silently leave the action allowed; oslopolicy-validator (Zed) crashes on
+# files that deny rules ("!"), hence this check of the names against the service's own list.
+POLICY_RULES: dict[str, str] = {"/etc/nova/policy.yaml": "nova.policies"}
+_UNKNOWN_RULES = (
+    "import sys, yaml, importlib\n"
+    "known = {r.name for r in importlib.import_module(sys.argv[1]).list_rules()}\n"
+    "for name in sorted(set(yaml.safe_load(open(sys.argv[2])) or {}) - known):\n"
+    "    print('ERROR: unknown policy rule ' + name)\n")
+
 # Options registered only at run time, when a keystoneauth plugin is loaded for the group:
 # no static namespace declares them, so the validator cannot know them.
 KEYSTONEAUTH_PLUGIN_OPTIONS = frozenset({
@@ -178,6 +189,20 @@ def check_image(profile: Profile, raw: Path, settings: BuildSettings, log_path: 
                     problems = [f"oslo-config-validator exited {done.returncode}: {output.strip()[-300:]}"]
                 summary["files"][path] = {"namespaces": namespaces, "missing_namespaces": missing, "problems": problems}
                 summary["allowed_runtime_options"] += [f"{path}: {a}" for a in allowed]
+                failures += [f"{path}: {p}" for p in problems]
+                log(f"[build] config-check {path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+            for path, module in POLICY_RULES.items():
+                if not (staged / path.lstrip("/")).is_file():
+                    continue
+                cmd = ["chroot", str(root), "python3", "-c", _UNKNOWN_RULES, module,
+                       f"/run/appliance-config-check{path}"]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                output = done.stdout + done.stderr
+                log_file.write(f"\n$ policy rule names of {path} against {module}\n{output}")
+                problems = [line.strip() for line in output.splitlines() if line.startswith("ERROR")]
+                if done.returncode != 0:
+                    problems.append(f"policy check exited {done.returncode}: {output.strip()[-300:]}")
+                summary["files"][path] = {"policy_rules_of": module, "problems": problems}
                 failures += [f"{path}: {p}" for p in problems]
                 log(f"[build] config-check {path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     finally:

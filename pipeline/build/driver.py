@@ -139,6 +139,46 @@ def run_build(profile_name: str, out_dir: Path, *, log: Log = print, settings: B
     return manifest
 
 
+def run_guest_build(profile_name: str, out_dir: Path, *, log: Log = print, settings: BuildSettings | None = None,
+                    install_prerequisites: bool = True) -> Path:
+    """Only the LXC guest root filesystem (development: try guest elements without building the
+    appliance); writes ``lxc-rootfs.img`` and ``lxc-rootfs.img.zst`` into out_dir, returns the latter."""
+    profile = load_profile(profile_name)
+    settings = settings or BuildSettings()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "build-guest.log"
+    log_path.write_text(f"LXC guest build of profile {profile.name}\n")
+    stages = Stages(log, log_path)
+    environ = dict(os.environ)
+    with exclusive(settings.work_dir):
+        try:
+            release_build_resources(settings.work_dir, log=log)
+            settings.dib_tmp_dir.mkdir(parents=True, exist_ok=True)
+            settings.cache_dir.mkdir(parents=True, exist_ok=True)
+            with stages.stage("host-prerequisites"):
+                ensure_host_prerequisites(log=log, install=install_prerequisites)
+            rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log)
+            copy_sparse(rootfs.compressed, out_dir / f"{LXC_IMAGE_NAME}.zst")
+        finally:
+            release_build_resources(settings.work_dir, log=log)
+            _remove_stale_dib_dirs(settings.dib_tmp_dir)
+    log(f"[build] guest {rootfs.key}: {out_dir / LXC_IMAGE_NAME} (+ .zst)")
+    return out_dir / f"{LXC_IMAGE_NAME}.zst"
+
+
+def _guest_stage(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Stages, log_path: Path,
+                 environ: dict, log: Log):
+    guest_env = build_environment(lxc_guest_env(profile, settings, environ))
+    key = inputs_key(guest_element_dirs(), guest_env, dib_version=dib_version(), zstd_level=settings.zstd_level)
+    with stages.stage("lxc-rootfs"):
+        rootfs = build_lxc_rootfs(settings, guest_env, log_path, key=key)
+        if rootfs.reused:
+            log(f"[build] lxc-rootfs: inputs unchanged (key {key}), reusing the cached image")
+        copy_sparse(rootfs.image, out_dir / LXC_IMAGE_NAME)
+    return rootfs
+
+
 def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Stages, log_path: Path,
            install_prerequisites: bool, log: Log) -> dict:
     environ = dict(os.environ)
@@ -152,13 +192,8 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
         for check in mirror_checks(profile, environ):
             check_mirror(check, timeout=settings.mirror_timeout_s)
 
-    guest_env = build_environment(lxc_guest_env(profile, settings, environ))
-    key = inputs_key(guest_element_dirs(), guest_env, dib_version=dib_version(), zstd_level=settings.zstd_level)
-    with stages.stage("lxc-rootfs"):
-        rootfs = build_lxc_rootfs(settings, guest_env, log_path, key=key)
-        if rootfs.reused:
-            log(f"[build] lxc-rootfs: inputs unchanged (key {key}), reusing the cached image")
-        copy_sparse(rootfs.image, out_dir / LXC_IMAGE_NAME)
+    rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log)
+    key = rootfs.key
 
     work = settings.work_dir / "appliance"
     report_dir = work / "report"

@@ -33,8 +33,11 @@ SERVICE_ELEMENTS: dict[str, str] = {
 }
 
 # The LXC guest is built from these alone (with `disk-image-create -n`: no base element).
-LXC_GUEST_ELEMENTS = ("lxc-guest-debootstrap", "lxc-guest-systemd", "lxc-guest-ssh", "lxc-guest-trim")
-LXC_GUEST_PACKAGES = ("systemd-sysv", "openssh-server", "iproute2", "curl", "ca-certificates")
+LXC_GUEST_ELEMENTS = ("lxc-guest-debootstrap", "lxc-guest-systemd", "lxc-guest-ssh", "lxc-guest-cloud-init", "lxc-guest-trim")
+# cloud-init brings python3; sudo is only its Recommends, but the default user needs it.
+# python3-cffi-backend: debootstrap cannot resolve the virtual package python3-cryptography
+# depends on (python3-cffi-backend-api-min), which provides it.
+LXC_GUEST_PACKAGES = ("systemd-sysv", "openssh-server", "iproute2", "ca-certificates", "cloud-init", "python3-cffi-backend", "sudo")
 
 
 def _env_path(name: str, default: str) -> Path:

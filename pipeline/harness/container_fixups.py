@@ -84,10 +84,54 @@ WantedBy=sysinit.target
 """
 
 
-def copy_source_tree(root: Path, source: Path, profile_file: Path) -> None:
+IMAGES_DIR = "var/lib/appliance/images"
+GUEST_IMAGE_NAMES = ("lxc-rootfs.img.zst", "lxc-rootfs.img")
+
+
+def built_guest_image(artifacts_dir: Path) -> Path | None:
+    """The guest image built in this checkout's artifacts dir: the .zst that
+    `invoke build-guest` writes, else the raw image `invoke build` writes; None if neither."""
+    for name in GUEST_IMAGE_NAMES:
+        if (artifacts_dir / name).is_file():
+            return artifacts_dir / name
+    return None
+
+
+def stage_guest_image(root: Path, image: Path) -> None:
+    """Put ``image`` where the appliance-lxc-image element stages the guest (first boot uploads
+    it to Glance), replacing the image's copy and its description (sizes, sha256)."""
+    import hashlib
+    import json
+    import subprocess
+
+    images = root / IMAGES_DIR
+    images.mkdir(parents=True, exist_ok=True)
+    for name in GUEST_IMAGE_NAMES:
+        (images / name).unlink(missing_ok=True)
+    target = images / image.name
+    # Sparse: the raw guest image is mostly holes.
+    subprocess.run(["cp", "--sparse=always", str(image.resolve()), str(target)], check=True)
+    description = images / "lxc-rootfs.json"
+    meta = json.loads(description.read_text()) if description.is_file() else {}
+    meta["file"] = image.name
+    if image.suffix == ".zst":
+        digest = hashlib.sha256()
+        with open(target, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        meta.update(compression="zstd", compressed_size=target.stat().st_size, compressed_sha256=digest.hexdigest())
+        raw = image.with_name(image.name[: -len(".zst")])
+        meta["size"] = raw.stat().st_size if raw.is_file() else None
+    else:
+        meta.update(compression=None, compressed_size=None, compressed_sha256=None, size=target.stat().st_size)
+    description.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def copy_source_tree(root: Path, source: Path, profile_file: Path, guest_image: Path | None = None) -> None:
     """Development only (`invoke boot --from-tree`): this checkout's agent, templates and
     profile over the image's copies (where the appliance-firstboot and appliance-overlays
-    elements install them), so a change to them is tried without a rebuild. Element
+    elements install them), and its built guest image (``guest_image``, when given) over the
+    image's, so a change to them is tried without rebuilding the appliance. Other element
     changes still need `invoke build`; tests and CI boot the image as built."""
     import shutil
 
@@ -99,6 +143,8 @@ def copy_source_tree(root: Path, source: Path, profile_file: Path) -> None:
     shutil.rmtree(share / "overlays", ignore_errors=True)
     shutil.copytree(source / "overlays", share / "overlays")
     shutil.copyfile(profile_file, share / "profile.yaml")
+    if guest_image is not None:
+        stage_guest_image(root, guest_image)
 
 
 def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str,

@@ -41,8 +41,9 @@ def harness_target() -> str:
 
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
          lan: bool = False, site_yaml: str | None = None, name: str | None = None, say=print) -> nspawn.BootState:
-    """Boot the built image; ``from_tree`` lays this checkout's agent, overlays and profile
-    over the image's (development: no rebuild for a change to them)."""
+    """Boot the built image; ``from_tree`` lays this checkout's agent, overlays, profile and
+    built guest image (artifacts/<profile>/lxc-rootfs.img[.zst]) over the image's
+    (development: no appliance rebuild for a change to them)."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     if site is not None:
@@ -53,8 +54,11 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         from . import container_fixups
 
         source = Path(__file__).resolve().parents[2]
-        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile))  # noqa: E731
+        guest = container_fixups.built_guest_image(artifacts / profile)
+        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile), guest)  # noqa: E731
         say(f"[boot] agent, overlays and profile from {source} (not the image's)")
+        if guest is not None:
+            say(f"[boot] LXC guest image {guest} (not the image's)")
     state = nspawn.boot(image, boot_name(profile, name), state_dir(profile, name), site_yaml=site_yaml,
                         authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare, lan=lan)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")

@@ -149,6 +149,12 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         _run(["mount", "-o", "ro,noload", state.loop_device, str(state.lower)])
         _run(["mount", "-t", "overlay", "overlay", "-o",
               f"lowerdir={state.lower},upperdir={state_dir / 'upper'},workdir={state_dir / 'work'}", str(state.merged)])
+        # `ip netns exec` (the smoke, the uplink's stand-in, other appliances' harnesses) runs
+        # in a copy of the host's mount namespace, with its mounts made slaves of ours; they
+        # follow our unmount at stop only if ours are shared, else their copies keep the
+        # image's loop device busy until they exit.
+        for mountpoint in (state.lower, state.merged):
+            _run(["mount", "--make-shared", str(mountpoint)])
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
                                management_cidr=MANAGEMENT_CIDR, uplink_gateway=uplink.UPLINK_GATEWAY,
                                lan_interface=uplink.LAN_INTERFACE if lan else "",
@@ -208,7 +214,8 @@ def exec_in(state: BootState, cmd: list[str], *, timeout: float = 600, check: bo
 
 
 def stop(state_dir: Path, *, say=print) -> None:
-    """Power the container off and release every loop device, mount and namespace."""
+    """Power the container off and release every loop device, mount and namespace; raise
+    ApplianceError naming what could not be released."""
     state = BootState.load(state_dir)
     if state is None:
         return
@@ -222,6 +229,7 @@ def stop(state_dir: Path, *, say=print) -> None:
             os.killpg(state.nspawn_pid, signal.SIGKILL)
             time.sleep(1)
             _reap(state.nspawn_pid)
+    uplink.detach(state.name, state.responder_pid)  # before the unmount: see boot()
     release_instance_loops(state)
     for mountpoint in (state.merged, state.lower):
         if os.path.ismount(mountpoint):
@@ -232,13 +240,13 @@ def stop(state_dir: Path, *, say=print) -> None:
     # Detaching is asynchronous while the last user goes away: wait until it is done, so
     # that "stopped" means the host has its loop devices back.
     leftovers = _wait_loops_released(state, timeout=30)
-    if leftovers:
-        say(f"[boot] warning: loop devices still attached: {', '.join(leftovers)}")
     subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
-    uplink.detach(state.name, state.responder_pid)
     shutil.rmtree(state_dir / "upper", ignore_errors=True)
     shutil.rmtree(state_dir / "work", ignore_errors=True)
     state.file.unlink(missing_ok=True)
+    if leftovers:
+        raise ApplianceError(f"{state.name} stopped, but loop devices are still attached: {', '.join(leftovers)} "
+                             "(a process in another mount namespace holds the image; see `losetup -l`)")
     say(f"[boot] {state.name} stopped; loop devices, mounts and namespace released")
 
 

@@ -5,59 +5,31 @@ appliance's python3, so it needs only what the appliance has (openstacksdk and t
 installed pipeline package). It prints one JSON line per check.
 """
 
-import json
-import subprocess
+import base64
 import sys
 import time
 
+from pipeline.smoke.escape_probes import run_escape_probes
+from pipeline.smoke.floating_ips import floating_ip_checks
+# ssh_argv, sh and wait are also what tests on the appliance call as api_workflow.*.
+from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, sh, ssh_argv, ssh_cmd, wait  # noqa: F401
+
 INSTANCE = "lxc_instance"
+# A second instance from the same image: its machine-id must differ from the first's.
+INSTANCE_2 = "lxc_instance_2"
+# What user-data writes, and where; the smoke reads it back over SSH. The first instance gets
+# #cloud-config, the second a shell script: both kinds of user-data are run.
+MARKER_PATH = "/var/lib/smoke-user-data"
+CLOUD_CONFIG_USER_DATA = """#cloud-config
+write_files:
+  - path: {path}
+    content: "{token} cloud-config\\n"
+"""
+SCRIPT_USER_DATA = """#!/bin/sh
+echo "{token} script" > {path}
+"""
 
 
-def emit(name, passed, seconds, detail=""):
-    print(json.dumps({"name": name, "passed": passed, "seconds": round(seconds, 2), "detail": detail}), flush=True)
-
-
-def check(name, func):
-    start = time.monotonic()
-    try:
-        detail = func() or ""
-        emit(name, True, time.monotonic() - start, detail)
-        return True
-    except Exception as exc:
-        emit(name, False, time.monotonic() - start, (str(exc) or type(exc).__name__).splitlines()[0][:400])
-        return False
-
-
-def wait(what, probe, timeout, interval=1.0):
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        value = probe()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what} not within {timeout} s")
-
-
-def sh(cmd, timeout=60):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-KEY = "/etc/appliance/lxckey"
-NO_SSH_GROUP = "smoke-no-ssh"
-
-
-def ssh_cmd(user, address, command, netns=None, timeout=5):
-    """ssh to an instance with the keypair's key, from ``netns`` or the appliance host itself."""
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    return [*prefix, "ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={timeout}", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-            f"{user}@{address}", command]
-
-
-def route_source(address):
-    """The source address this host uses toward ``address`` (its uplink address for a public one)."""
-    route = json.loads(sh(["ip", "-json", "route", "get", address]).stdout or "[{}]")
-    return route[0].get("prefsrc")
 
 
 def parse_args(argv):
@@ -69,6 +41,9 @@ def parse_args(argv):
 
 
 def main(argv=None):
+
+
+
     import openstack
 
     from pipeline.agent.context import AgentContext, Paths
@@ -76,7 +51,6 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     context = AgentContext.load(Paths())
     site = context.site
-    user = context.profile.settings.get("guest_user", "root")
     state = {}
 
     def connect(cloud):
@@ -119,25 +93,31 @@ def main(argv=None):
     check("network agents alive", agents_up)
     check("LXC image active", image_active)
 
-    def create():
-        for old in lxc.compute.servers(name=INSTANCE):
+    token = f"smoke-{time.time_ns()}"
+
+    def boot_server(name, user_data):
+        """Create a server with user_data (text) and wait for ACTIVE; returns it."""
+        for old in lxc.compute.servers(name=name):
             lxc.compute.delete_server(old)
             lxc.compute.wait_for_delete(old, wait=120)
         network = lxc.network.find_network(site.network.name)
         request = dict(
-            name=INSTANCE, flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
+            name=name, flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
             image_id=lxc.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
-            security_groups=[{"name": "default"}], key_name=site.keypair_name)
+            security_groups=[{"name": "default"}], key_name=site.keypair_name,
+            user_data=base64.b64encode(user_data.format(token=token, path=MARKER_PATH).encode()).decode())
         try:
             server = lxc.compute.create_server(**request)
         except Exception:
             # The request may or may not have reached Nova: use what it made, else ask again.
-            made = list(lxc.compute.servers(name=INSTANCE))
+            made = list(lxc.compute.servers(name=name))
             server = made[0] if made else lxc.compute.create_server(**request)
-        state["created"] = time.monotonic()
-        server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
-        state["server"] = server
         state["network"] = network
+        return lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+
+    def create():
+        state["created"] = time.monotonic()
+        state["server"] = boot_server(INSTANCE, CLOUD_CONFIG_USER_DATA)
         return f"ACTIVE {time.monotonic() - state['created']:.1f} s after create"
 
     if not check("server create -> ACTIVE", create):
@@ -159,10 +139,60 @@ def main(argv=None):
              timeout=90)
         return f"from {ns}, {time.monotonic() - state['created']:.1f} s after create"
 
+    def guest_ssh(ip, command, user=LOGIN_USER):
+        """Run command in the guest at ip as user, from the DHCP namespace; the finished process."""
+        return sh(ssh_cmd(user, ip, command, netns=dhcp_namespace()), timeout=60)
+
+    def guest_facts(ip):
+        """Log in as LOGIN_USER once cloud-init has finished; {hostname, mtu, machine_id, marker, root}."""
+        command = (f"cloud-init status --wait >/dev/null; hostname; cat /sys/class/net/eth0/mtu /etc/machine-id; "
+                   f"sudo -n cat {MARKER_PATH}; sudo -n id -u")
+        result = wait(f"SSH login as {LOGIN_USER}", lambda: (r := guest_ssh(ip, command)).returncode == 0 and r,
+                      timeout=120, interval=2)
+        lines = result.stdout.splitlines()
+        assert len(lines) == 5, f"unexpected output: {result.stdout!r} {result.stderr.strip()!r}"
+        return dict(zip(("hostname", "mtu", "machine_id", "marker", "root"), lines))
+
     def ssh():
-        cmd = ssh_cmd(user, state["ip"], "cat /proc/1/comm; hostname", netns=dhcp_namespace())
-        result = wait("SSH login", lambda: (r := sh(cmd, timeout=30)).returncode == 0 and r, timeout=120, interval=2)
-        return f"{result.stdout.split()} {time.monotonic() - state['created']:.1f} s after create"
+        state["facts"] = guest_facts(state["ip"])
+        return f"as {LOGIN_USER}, {time.monotonic() - state['created']:.1f} s after create"
+
+    def user_data():
+        marker = state["facts"]["marker"]
+        assert marker == f"{token} cloud-config", f"{MARKER_PATH} holds {marker!r}, not what user-data wrote"
+        return marker
+
+    def hostname():
+        expected = admin.compute.get_server(server.id).hostname  # Nova's sanitised form; admin-only
+        got = state["facts"]["hostname"]
+        assert got == expected, f"guest hostname {got!r}, server's {expected!r}"
+        return got
+
+    def mtu():
+        expected = lxc.network.get_network(network.id).mtu
+        got = state["facts"]["mtu"]
+        assert got == str(expected), f"eth0 MTU {got}, network's {expected}"
+        return got
+
+    def sudo():
+        assert state["facts"]["root"] == "0", f"sudo -n id -u gave {state['facts']['root']!r}"
+
+    def root_refused():
+        result = guest_ssh(state["ip"], "id -u", user="root")
+        assert result.returncode != 0 and result.stdout.strip() != "0", "root logged in with the keypair's key"
+        return (result.stdout.strip() or result.stderr.strip()).splitlines()[0][:120]
+
+    def second_instance():
+        started = time.monotonic()
+        other = boot_server(INSTANCE_2, SCRIPT_USER_DATA)
+        state["server_2"] = other
+        ips = [a["addr"] for a in other.addresses.get(network.name, []) if a.get("version") == 4]
+        assert ips, f"no IPv4 address on {network.name}: {other.addresses}"
+        facts = guest_facts(ips[0])
+        assert facts["marker"] == f"{token} script", f"{MARKER_PATH} holds {facts['marker']!r}, not what the script wrote"
+        first, second = state["facts"]["machine_id"], facts["machine_id"]
+        assert len(second) == 32 and first != second, f"machine-ids {first!r} and {second!r}"
+        return f"machine-ids {first[:8]}… {second[:8]}…; script ran; {time.monotonic() - started:.1f} s"
 
     def virsh():
         instance_name = admin.compute.get_server(server.id).instance_name  # an admin-only attribute
@@ -174,104 +204,34 @@ def main(argv=None):
     if "ip" in state:
         check("ping from the DHCP namespace", ping)
         if sh(["test", "-f", KEY]).returncode == 0:
-            check("SSH with the keypair's key", ssh)
+            if check(f"SSH as {LOGIN_USER} with the keypair's key", ssh):
+                check("user-data (#cloud-config) ran", user_data)
+                check("guest hostname is the server's", hostname)
+                check("eth0 MTU is the network's", mtu)
+                check(f"passwordless sudo for {LOGIN_USER}", sudo)
+                run_escape_probes(dhcp_namespace(), state["ip"], admin.compute.get_server(server.id).instance_name)
+            check("root login refused", root_refused)
+            check("second instance: shell-script user-data ran, machine-id differs", second_instance)
         else:
             emit("SSH with the keypair's key", False, 0, "the keypair is the operator's; its private key is not on the appliance")
     check("libvirt lists the LXC domain", virsh)
     have_key = sh(["test", "-f", KEY]).returncode == 0
     if site.external.enabled and "ip" in state:
-        floating_ip_checks(lxc, site, server, user, state, have_key, args.outbound_probe)
+        floating_ip_checks(lxc, site, server, LOGIN_USER, state, have_key, args.outbound_probe)
 
     def delete():
         start = time.monotonic()
-        lxc.compute.delete_server(server)
-        lxc.compute.wait_for_delete(server, interval=1, wait=180)
-        leftover = [line for line in sh(["losetup", "-l", "-n"]).stdout.splitlines() if server.id in line]
+        servers = [server] + ([state["server_2"]] if "server_2" in state else [])
+        for each in servers:
+            lxc.compute.delete_server(each)
+        for each in servers:
+            lxc.compute.wait_for_delete(each, interval=1, wait=180)
+        leftover = [line for line in sh(["losetup", "-l", "-n"]).stdout.splitlines()
+                    if any(each.id in line for each in servers)]
         assert not leftover, f"loop device still attached: {leftover}"
-        return f"gone in {time.monotonic() - start:.1f} s, loop device released"
+        return f"{len(servers)} gone in {time.monotonic() - start:.1f} s, loop devices released"
 
     check("delete -> gone", delete)
-
-
-def floating_ip_checks(lxc, site, server, user, state, have_key, outbound_probe):
-    """Floating IP from the external network: attached and ACTIVE; in host mode SSH to it from
-    the appliance host itself, outbound NAT through the uplink, security groups enforced."""
-    ext = site.external
-
-    def attach():
-        network = lxc.network.find_network(ext.name)
-        assert network is not None, f"no external network {ext.name}"
-        port = next(iter(lxc.network.ports(device_id=server.id)), None)
-        assert port is not None, "the server has no port"
-        fip = lxc.network.create_ip(floating_network_id=network.id, port_id=port.id)
-        state["fip"] = fip
-        state["attached"] = time.monotonic()
-        fip = wait("floating IP ACTIVE", lambda: (f := lxc.network.get_ip(fip.id)).status == "ACTIVE" and f,
-                   timeout=60)
-        return f"{fip.floating_ip_address} on {ext.name}"
-
-    if not check("floating IP attached and ACTIVE", attach):
-        return
-    address = state["fip"].floating_ip_address
-    host_mode = ext.mode == "host"
-    try:
-        if host_mode and have_key:
-            def ssh_fip():
-                cmd = ssh_cmd(user, address, "hostname")
-                result = wait("SSH to the floating IP", lambda: (r := sh(cmd, timeout=30)).returncode == 0 and r,
-                              timeout=90, interval=1)
-                return f"{user}@{address}: {result.stdout.strip()}, {time.monotonic() - state['attached']:.1f} s after attach"
-
-            if check("SSH to the floating IP from the appliance host", ssh_fip) and outbound_probe:
-                probe_host, probe_port = outbound_probe.rsplit(":", 1)
-
-                def outbound_nat():
-                    expected = route_source(probe_host)
-                    script = f"exec 3<>/dev/tcp/{probe_host}/{probe_port} && head -n1 <&3"
-                    result = sh(ssh_cmd(user, address, f"timeout 10 bash -c '{script}'"), timeout=40)
-                    seen = result.stdout.strip()
-                    assert result.returncode == 0, f"no answer from {outbound_probe}: {result.stderr.strip()[-200:]}"
-                    assert seen == expected, f"{outbound_probe} saw {seen!r}, expected the uplink address {expected}"
-                    return f"{outbound_probe} saw {seen}"
-
-                check("outbound NAT from the instance through the uplink", outbound_nat)
-            check("security group without SSH closes the floating IP", lambda: security_group_enforced(
-                lxc, server, user, address))
-    finally:
-        def release():
-            lxc.network.delete_ip(state["fip"])
-
-        check("floating IP released", release)
-
-
-def security_group_enforced(lxc, server, user, address):
-    """With only an ICMP rule, the floating IP answers ping but refuses SSH; then back."""
-    for old in lxc.network.security_groups(name=NO_SSH_GROUP):
-        lxc.network.delete_security_group(old)
-    group = lxc.network.create_security_group(name=NO_SSH_GROUP, description="smoke: ICMP only")
-    try:
-        lxc.network.create_security_group_rule(security_group_id=group.id, direction="ingress", ether_type="IPv4",
-                                               protocol="icmp", remote_ip_prefix="0.0.0.0/0")
-        lxc.compute.add_security_group_to_server(server, group)
-        lxc.compute.remove_security_group_from_server(server, {"name": "default"})
-        ssh = ssh_cmd(user, address, "true", timeout=3)
-        # The agent applies the change within seconds, yet new connections from the appliance
-        # itself were seen to pass for up to ~120 s after (the TCP TIME_WAIT timeout of
-        # conntrack); wait out that much.
-        refused = time.monotonic()
-        wait("SSH refused under the ICMP-only group", lambda: sh(ssh, timeout=20).returncode != 0, timeout=200)
-        refused = time.monotonic() - refused
-        # Fails only if SSH answers again within 10 s: the rule change did not flap.
-        for _ in range(3):
-            assert sh(ssh, timeout=20).returncode != 0, "SSH answered under a group without a TCP 22 rule"
-        assert sh(["ping", "-c1", "-W2", address]).returncode == 0, "the floating IP stopped answering ping"
-    finally:
-        lxc.compute.add_security_group_to_server(server, {"name": "default"})
-        lxc.compute.remove_security_group_from_server(server, group)
-        wait("SSH back with the default group", lambda: sh(ssh_cmd(user, address, "true"), timeout=20).returncode == 0,
-             timeout=60)
-        lxc.network.delete_security_group(group)
-    return f"SSH refused after {refused:.0f} s, ping answered; restored"
 
 
 if __name__ == "__main__":

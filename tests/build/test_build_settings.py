@@ -78,7 +78,7 @@ def test_ubuntu_profile_uses_its_element_and_cloud_archive():
 def test_guest_env_is_debian_and_sized():
     env = s.lxc_guest_env(load_profile("bookworm-zed"), s.BuildSettings(), {})
     assert env["DIB_LXC_GUEST_RELEASE"] == "bookworm"
-    assert set(env["DIB_LXC_GUEST_PACKAGES"].split()) >= {"systemd-sysv", "openssh-server", "curl"}
+    assert set(env["DIB_LXC_GUEST_PACKAGES"].split()) >= {"systemd-sysv", "openssh-server", "cloud-init", "sudo"}
     assert float(env["DIB_IMAGE_SIZE"]) > 0
 
 

@@ -1,6 +1,7 @@
 """One appliance for the whole end-to-end module: built (warm caches), booted in
 systemd-nspawn with no uplink, first boot awaited; torn down whatever happens."""
 
+import contextlib
 import json
 import subprocess
 
@@ -18,11 +19,14 @@ def loop_devices() -> set[str]:
     return {d["name"] for d in json.loads(out or '{"loopdevices": []}').get("loopdevices", [])}
 
 
-@pytest.fixture(scope="session")
-def appliance(appliance_image):
-    local.stop(PROFILE)
+@contextlib.contextmanager
+def booted(name: str | None = None, logs: str = "pytest-e2e", **boot_options):
+    """An appliance booted by the harness, first boot awaited; on the way out its logs are
+    kept when it is still up, it is stopped, and nothing of it may remain (loop devices,
+    mounts, network namespaces)."""
+    local.stop(PROFILE, name=name)
     loops_before = loop_devices()
-    state = local.boot(PROFILE, ARTIFACTS)
+    state = local.boot(PROFILE, ARTIFACTS, name=name, **boot_options)
     try:
         local.wait_for_first_boot(state)
         yield state
@@ -30,11 +34,19 @@ def appliance(appliance_image):
         if nspawn.pid_alive(state.nspawn_pid):
             from pipeline.harness.e2e import collect_logs
 
-            collect_logs(state, ARTIFACTS / "logs" / "pytest-e2e")
-        local.stop(PROFILE)
+            collect_logs(state, ARTIFACTS / "logs" / logs)
+        local.stop(PROFILE, name=name)
         assert loop_devices() <= loops_before, "the appliance left loop devices attached"
         mounts = open("/proc/mounts").read()
-        assert str(local.state_dir(PROFILE)) not in mounts, "the appliance left mounts behind"
+        assert str(local.state_dir(PROFILE, name)) not in mounts, "the appliance left mounts behind"
+        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        assert not {state.netns, f"uplink-{state.name}", f"lan-{state.name}"} & set(namespaces), namespaces
+
+
+@pytest.fixture(scope="session")
+def appliance(appliance_image):
+    with booted() as state:
+        yield state
 
 
 def in_appliance(state, *cmd, timeout=900, check=True):

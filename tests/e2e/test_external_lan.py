@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pipeline.harness import local, nspawn, uplink
+from pipeline.harness import uplink
 
-from .conftest import ARTIFACTS, PROFILE, in_appliance, loop_devices
+from .conftest import booted, in_appliance
 
 pytestmark = pytest.mark.e2e
 
@@ -38,24 +38,22 @@ fip = c.network.create_ip(floating_network_id=c.network.find_network(site.extern
 print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.get("guest_user", "root")}))
 """
 
+# A running instance at power-off keeps the appliance's loop devices busy: clean up first.
+DELETE_SERVER = r"""
+import openstack
+c = openstack.connect(cloud="lxc", api_timeout=120)
+for server in c.compute.servers(name="lan-smoke"):
+    for fip in c.network.ips(project_id=c.current_project_id):
+        c.network.delete_ip(fip)
+    c.compute.delete_server(server)
+    c.compute.wait_for_delete(server, wait=180)
+"""
+
 
 @pytest.fixture(scope="module")
 def lan_appliance(appliance_image):
-    local.stop(PROFILE, name=NAME)
-    loops_before = loop_devices()
-    state = local.boot(PROFILE, ARTIFACTS, name=NAME, lan=True, site_yaml=uplink.lan_site())
-    try:
-        local.wait_for_first_boot(state)
+    with booted(NAME, logs="pytest-e2e-lan", lan=True, site_yaml=uplink.lan_site()) as state:
         yield state
-    finally:
-        if nspawn.pid_alive(state.nspawn_pid):
-            from pipeline.harness.e2e import collect_logs
-
-            collect_logs(state, ARTIFACTS / "logs" / "pytest-e2e-lan")
-        local.stop(PROFILE, name=NAME)
-        assert loop_devices() <= loops_before, "the LAN appliance left loop devices attached"
-        namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert uplink.lan_netns(NAME) not in namespaces and state.netns not in namespaces
 
 
 def test_lan_client_logs_in_to_a_floating_ip(lan_appliance):
@@ -82,6 +80,7 @@ def test_lan_client_logs_in_to_a_floating_ip(lan_appliance):
         assert re.match(r"^[a-z0-9-]+$", result.stdout.strip()), result.stdout
     finally:
         os.unlink(handle.name)
+        in_appliance(lan_appliance, "python3", "-c", DELETE_SERVER)
     # The LAN is the external network: the appliance itself has no address on it.
     lan_addresses = in_appliance(lan_appliance, "ip", "-4", "-o", "addr", "show", "dev", uplink.LAN_INTERFACE).stdout
     assert lan_addresses.strip() == "", lan_addresses

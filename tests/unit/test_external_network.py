@@ -77,3 +77,15 @@ def test_interface_of_names_the_holder_or_fails_clearly():
     assert external.interface_of("10.254.0.10", links) == "mgmt0"
     with pytest.raises(ApplianceError, match="no interface holds the management address 10.9.9.9"):
         external.interface_of("10.9.9.9", links)
+
+
+def test_the_harness_lan_site_is_a_valid_provider_site(tmp_path):
+    from pipeline.harness import uplink
+    from pipeline.site import load_site
+
+    path = tmp_path / "appliance.yaml"
+    path.write_text(uplink.lan_site())
+    ext = load_site(path).external
+    assert (ext.mode, ext.interface, ext.cidr, ext.gateway_ip()) == ("provider", uplink.LAN_INTERFACE,
+                                                                      uplink.LAN_CIDR, uplink.LAN_ROUTER)
+    assert (ext.floating_pool().start, ext.floating_pool().end) == uplink.LAN_FLOATING_RANGE

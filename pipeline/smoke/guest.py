@@ -1,0 +1,58 @@
+"""What the smoke's scripts share on the appliance: one JSON line per check, bounded waits,
+and SSH to an instance as the guest image's login user with the keypair's key."""
+
+import json
+import subprocess
+import time
+
+# Who logs in to a guest: the image's default user (Debian's cloud-image convention); root's
+# key only prints a hint. Probes that need root run through `sudo -n`.
+LOGIN_USER = "debian"
+
+
+def emit(name, passed, seconds, detail=""):
+    print(json.dumps({"name": name, "passed": passed, "seconds": round(seconds, 2), "detail": detail}), flush=True)
+
+
+def check(name, func):
+    start = time.monotonic()
+    try:
+        detail = func() or ""
+        emit(name, True, time.monotonic() - start, detail)
+        return True
+    except Exception as exc:
+        emit(name, False, time.monotonic() - start, (str(exc) or type(exc).__name__).splitlines()[0][:400])
+        return False
+
+
+def wait(what, probe, timeout, interval=1.0):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not within {timeout} s")
+
+
+def sh(cmd, timeout=60):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+KEY = "/etc/appliance/lxckey"
+
+
+def ssh_cmd(user, address, command, netns=None, timeout=5):
+    """ssh to an instance with the keypair's key, from ``netns`` or the appliance host itself."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    return [*prefix, "ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", f"ConnectTimeout={timeout}", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            f"{user}@{address}", command]
+
+def ssh_argv(namespace, ip, remote, user=LOGIN_USER):
+    """ssh from the DHCP namespace to an instance as its login user, running ``remote``."""
+    return ssh_cmd(user, ip, remote, netns=namespace)
+
+
+def as_instance_root(command):
+    return command if LOGIN_USER == "root" else f"sudo -n {command}"
