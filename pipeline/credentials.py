@@ -23,6 +23,10 @@ PLACEHOLDER_PREFIX = "PLACEHOLDER-"
 def secret_names(profile: Profile) -> list[str]:
     """Every secret the profile's services need, in a stable order."""
     names = ["admin_password", "lxc_password", "rabbitmq_password", "metadata_secret"]
+    if profile.has_service("rabbitmq"):
+        # The Erlang cookie: whoever has it (and reaches the distribution port) runs code
+        # as RabbitMQ. Generated here, not by Erlang at first start (a weak generator).
+        names.append("erlang_cookie")
     for svc in profile.services:
         if svc.db_user:
             names.append(f"{svc.db_user}_db_password")

@@ -23,6 +23,7 @@ INSTALLED_OVERLAYS = Path("/usr/share/appliance/overlays")
 # Documentation addresses (RFC 5737) stand in for host facts that only the appliance knows.
 PREVIEW_HOSTNAME = "controller"
 PREVIEW_IP = "192.0.2.10"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,28 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         password = secrets[f"{svc.db_user}_db_password"]
         return f"mysql+pymysql://{svc.db_user}:{password}@{controller}/{database or svc.databases[0]}"
 
+    def bind(service_name: str, port: int) -> str:
+        """The declared address class of a service's port (loopback, management, any)."""
+        for declared in profile.service(service_name).ports:
+            if declared.port == port:
+                return declared.bind
+        raise jinja2.UndefinedError(f"profile {profile.name}: service {service_name} declares no port {port}")
+
+    def listen_address(service_name: str, port: int) -> str:
+        """The address a server binds for a declared port."""
+        return {"loopback": LOOPBACK, "management": host.management_ip, "any": "0.0.0.0"}[bind(service_name, port)]
+
+    def client_host(service_name: str, port: int) -> str:
+        """What a client on the appliance connects to: loopback, or the host name, which
+        /etc/hosts maps to the management address."""
+        return LOOPBACK if bind(service_name, port) == "loopback" else controller
+
+    memcached_port = profile.service("memcached").ports[0].port if profile.has_service("memcached") else 11211
     return {
         "profile": profile,
+        "bind": bind,
+        "listen_address": listen_address,
+        "client_host": client_host,
         "settings": profile.settings,
         "instance_id_map": profile.instance_id_map,
         "site": site,
@@ -79,7 +100,9 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
             "uri_option": identity.authtoken_uri_option,
             "api_version": identity.api_version,
         },
-        "memcached_servers": f"{controller}:11211",
+        # Every memcached client (Keystone, keystonemiddleware in each API) uses this.
+        "memcached_servers": f"{client_host('memcached', memcached_port)}:{memcached_port}"
+        if profile.has_service("memcached") else f"{controller}:11211",
         "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}",
         "database_url": database_url,
     }

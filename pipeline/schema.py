@@ -9,6 +9,8 @@ instead of surfacing later as a KeyError deep in a template.
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import types
 import typing
 from pathlib import Path
@@ -23,15 +25,71 @@ T = TypeVar("T")
 _TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false", float: "a number"}
 
 
+# Site files and key files are a few hundred bytes; profiles a few KiB. Anything larger is
+# not what the operator meant to give (and /dev/zero would never end).
+MAX_INPUT_BYTES = 256 * 1024
+
+
+def read_text_input(path: Path, source: str, field: str = "", *, limit: int = MAX_INPUT_BYTES,
+                    show_path: bool = True) -> str:
+    """The contents of a regular file of at most ``limit`` bytes, as UTF-8 text.
+
+    Raises ConfigError (``source: field: problem``, one line) for a missing file, a directory,
+    a device, a FIFO or socket, a file over ``limit`` bytes, a NUL byte (binary) or bytes that
+    are not UTF-8. Opened non-blocking, so a FIFO without a writer cannot hang the caller.
+    """
+    shown = str(path)
+    prefix = f"{shown}: " if show_path and shown != source else ""
+
+    def refuse(problem: str):
+        raise ConfigError(source, field, prefix + problem)
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        refuse("file not found")
+    except OSError as exc:
+        refuse(f"cannot be read ({exc.strerror})")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            refuse(f"expected a regular file, got {_file_kind(info.st_mode)}")
+        if info.st_size > limit:
+            refuse(f"is {info.st_size} bytes; expected at most {limit}")
+        chunks, size = [], 0
+        while size <= limit:  # the file may grow after fstat: never read more than limit + 1
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        refuse(f"cannot be read ({exc.strerror})")
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        refuse(f"is more than {limit} bytes")
+    if b"\0" in data:
+        refuse("is a binary file (it holds NUL bytes); expected UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        refuse(f"is not UTF-8 text (byte {exc.start})")
+
+
+def _file_kind(mode: int) -> str:
+    for test, word in ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
 def load_yaml_mapping(path: Path) -> dict:
     """Read a YAML file that must hold a mapping (an empty file is an empty mapping)."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot be read ({exc.strerror})") from None
+    text = read_text_input(path, source)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from ..errors import ApplianceError
 from .context import AgentContext, Paths
 from .journal import Journal
+from .lock import RunLock
 from .runner import StepFailed, run_steps
 from .status import print_status
 from .steps import first_boot_steps
+from .steps_host import preflight
 from .system import LOG_PATH
 
 
@@ -53,11 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
         again = getattr(args, "again", False)
-        if journal.completed_at and not again:
-            say("[firstboot] first boot completed earlier; nothing to do")
-            return 0
-        run_steps(first_boot_steps(ctx), journal, say, log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot",
-                  rerun_all=again)
+        with RunLock(paths.lock, "appliance run" + (" --again" if again else "")):
+            journal = Journal.load(paths.journal)  # as the previous holder left it
+            if journal.completed_at and not again:
+                say("[firstboot] first boot completed earlier; nothing to do")
+                return 0
+            # Every check of the input before any step changes anything.
+            preflight(ctx)
+            journal.begin_run(os.getpid(), "run --again" if again else "run")
+            run_steps(first_boot_steps(ctx), journal, say,
+                      log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot", rerun_all=again)
         paths.done_marker.touch()
         return 0
     except StepFailed as exc:

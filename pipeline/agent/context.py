@@ -21,6 +21,8 @@ class Paths:
     images: Path = Path("/var/lib/appliance/images")
     config_dir: Path = Path("/etc/appliance")
     state_dir: Path = Path("/var/lib/appliance")
+    # tmpfs: a lock (and its holder record) never survives a reboot.
+    run_dir: Path = Path("/run/appliance")
 
     @property
     def site(self) -> Path:
@@ -42,6 +44,11 @@ class Paths:
     def done_marker(self) -> Path:
         """Exists once first boot finished; the unit's ConditionPathExists checks it."""
         return self.state_dir / "firstboot.done"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one agent run allowed at a time; see lock.py."""
+        return self.run_dir / "agent.lock"
 
     @property
     def private_key(self) -> Path:

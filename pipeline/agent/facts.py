@@ -51,6 +51,23 @@ def pick_management_address(routes: list[dict], addresses: list[dict], interface
     return candidates[0]
 
 
+def address_network(addresses: list[dict], ip: str) -> tuple[str, ipaddress.IPv4Interface] | None:
+    """(interface, address/prefix) of the interface holding IPv4 ``ip``, from `ip -json addr`."""
+    for link in addresses:
+        for addr in link.get("addr_info", []):
+            if addr.get("family") == "inet" and addr.get("local") == ip:
+                return link["ifname"], ipaddress.IPv4Interface(f"{ip}/{addr.get('prefixlen', 32)}")
+    return None
+
+
+def management_network(site: SiteConfig) -> tuple[str, ipaddress.IPv4Interface] | None:
+    """The management address with its prefix as configured on this host, or None when the
+    host does not hold it (yet)."""
+    addresses = _ip_json("addr")
+    ip = site.management_ip or pick_management_address(_ip_json("route"), addresses, site.management_interface)[1]
+    return address_network(addresses, ip)
+
+
 def detect_facts(site: SiteConfig) -> HostFacts:
     hostname = site.hostname or detect_hostname()
     if site.management_ip:

@@ -31,6 +31,9 @@ class Journal:
     path: Path
     steps: dict[str, StepRecord] = field(default_factory=dict)
     completed_at: float | None = None
+    # The latest run: {"pid": int, "started_at": epoch seconds, "command": str}. Whether it
+    # is still alive is the run lock's answer (lock.current_holder), not this record's.
+    run: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> "Journal":
@@ -39,7 +42,7 @@ class Journal:
         except FileNotFoundError:
             return cls(path=path)
         steps = {name: StepRecord(**record) for name, record in data.get("steps", {}).items()}
-        return cls(path=path, steps=steps, completed_at=data.get("completed_at"))
+        return cls(path=path, steps=steps, completed_at=data.get("completed_at"), run=data.get("run"))
 
     def record(self, name: str) -> StepRecord:
         return self.steps.setdefault(name, StepRecord())
@@ -66,10 +69,15 @@ class Journal:
         rec.seconds = round(rec.finished_at - (rec.started_at or rec.finished_at), 2)
         self.save()
 
+    def begin_run(self, pid: int, command: str) -> None:
+        self.run = {"pid": pid, "started_at": time.time(), "command": command}
+        self.save()
+
     def complete(self) -> None:
         self.completed_at = time.time()
         self.save()
 
     def save(self) -> None:
-        data = {"steps": {n: asdict(r) for n, r in self.steps.items()}, "completed_at": self.completed_at}
+        data = {"steps": {n: asdict(r) for n, r in self.steps.items()}, "completed_at": self.completed_at,
+                "run": self.run}
         atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True))

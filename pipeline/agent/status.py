@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 from .context import AgentContext
-from .journal import DONE, FAILED, PENDING, RUNNING, Journal
+from .journal import DONE, FAILED, PENDING, RUNNING, Journal, StepRecord
+from .lock import Holder, current_holder
 from .steps import first_boot_steps
-from .system import LOG_PATH
+from .system import LOG_PATH, UP_STATES, unit_states
 
 
-def unit_states(units: list[str]) -> dict[str, str]:
-    out = subprocess.run(["systemctl", "is-active", *units], capture_output=True, text=True).stdout.split()
-    return dict(zip(units, out + ["unknown"] * (len(units) - len(out))))
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else "an unknown time"
+
+
+def summarize(records: dict[str, StepRecord], *, completed_at: float | None, down: list[str],
+              holder: Holder | None, last_run: dict | None) -> str:
+    """The one-line state of first boot, from the journal's step records (in step order),
+    the units not up, the live holder of the run lock (None: no run is alive) and the
+    journal's record of the latest run (pid, started_at)."""
+    total = len(records)
+    done = sum(r.state == DONE for r in records.values())
+    failed = [n for n, r in records.items() if r.state == FAILED]
+    running = [n for n, r in records.items() if r.state == RUNNING]
+    if holder is not None:
+        where = f"step {running[0]}" if running else "starting"
+        what = "re-run" if completed_at or "--again" in holder.command else "first boot"
+        return f"{what} in progress: {where} ({done}/{total} done), agent {holder.describe()}"
+    if running:
+        # A step marked running with no live run: the agent was killed (or the host lost
+        # power) mid-step. `appliance run` resumes at that step.
+        run = last_run or {}
+        who = f"agent pid {run['pid']} started {_when(run.get('started_at'))}" if run.get("pid") else "the agent"
+        return (f"first boot run DIED during step {running[0]} ({who} is gone); "
+                f"`appliance run` resumes it (see {LOG_PATH})")
+    if completed_at and not down:
+        return "cloud ready"
+    if failed:
+        return f"first boot FAILED at step {failed[0]}: {records[failed[0]].error} (see {LOG_PATH})"
+    if completed_at:
+        return f"first boot finished, but {len(down)} unit(s) not active: {', '.join(down)}"
+    return f"first boot not finished ({done}/{total} steps done)"
 
 
 def api_health(ctx: AgentContext) -> list[str]:
@@ -49,21 +77,10 @@ def reach_hint(ctx: AgentContext) -> list[str]:
 def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: bool) -> int:
     steps = first_boot_steps(ctx)
     records = {s.name: journal.record(s.name) for s in steps}
-    done = sum(r.state == DONE for r in records.values())
-    failed = [n for n, r in records.items() if r.state == FAILED]
-    running = [n for n, r in records.items() if r.state == RUNNING]
     units = unit_states(ctx.profile.units())
-    down = [u for u, state in units.items() if state != "active"]
-    if journal.completed_at and not down:
-        summary = "cloud ready"
-    elif failed:
-        summary = f"first boot FAILED at step {failed[0]}: {records[failed[0]].error} (see {LOG_PATH})"
-    elif running:
-        summary = f"first boot in progress: step {running[0]} ({done}/{len(steps)} done)"
-    elif journal.completed_at:
-        summary = f"first boot finished, but {len(down)} unit(s) not active: {', '.join(down)}"
-    else:
-        summary = f"first boot not finished ({done}/{len(steps)} steps done)"
+    down = [u for u, state in units.items() if state not in UP_STATES]
+    summary = summarize(records, completed_at=journal.completed_at, down=down,
+                        holder=current_holder(ctx.paths.lock), last_run=journal.run)
     print(f"appliance: {summary}")
     if summary == "cloud ready":
         for line in reach_hint(ctx):

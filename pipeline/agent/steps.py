@@ -27,8 +27,8 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),
-        Step("rabbitmq", "RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
-        Step("memcached", "memcached on the management address", bind(infra.memcached)),
+        Step("rabbitmq", "epmd on its declared address, RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
+        Step("memcached", "memcached on its declared address", bind(infra.memcached)),
         Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone)),
         # Before any server starts: nova-conductor and nova-scheduler exit at start-up when
         # their service user cannot authenticate yet.

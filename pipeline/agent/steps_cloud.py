@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ApplianceError
 from ..profiles import TenantQuota
-from ..site import read_public_key_file
+from ..site_checks import read_public_key_file
 from .context import AgentContext
 from .steps_openstack import connect
 from .system import log, run

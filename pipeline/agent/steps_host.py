@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -12,8 +11,10 @@ from ..credentials import complete_secrets, load_secret_file, write_secret_file
 from ..errors import ApplianceError
 from ..files import atomic_write
 from ..render import render_files, write_files
+from ..schema import read_text_input
+from ..site_checks import check_management_network
 from .context import AgentContext
-from .facts import detect_facts, save_facts
+from .facts import detect_facts, management_network, save_facts
 from . import external
 from .system import enable_and_start, log, run
 
@@ -38,12 +39,32 @@ def import_seed_site(ctx: AgentContext) -> None:
             try:
                 for candidate in (Path(mnt) / "appliance.yaml", Path(mnt) / "openstack/latest/appliance.yaml"):
                     if candidate.is_file():
-                        ctx.paths.config_dir.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(candidate, ctx.paths.site)
-                        log(f"site config taken from {device}:{candidate.relative_to(mnt)}")
+                        copy_seed_site(candidate, ctx.paths.site, f"{device}:{candidate.relative_to(mnt)}")
                         return
             finally:
                 run(["umount", mnt], check=False)
+
+
+def preflight(ctx: AgentContext) -> None:
+    """Before any step changes anything: the site config (taken from a seed volume first,
+    if there is one) passes every check `invoke render` makes, and the management network
+    as detected here (address with prefix) overlaps neither the tenant nor the external
+    range. Raises ConfigError (one line) otherwise."""
+    import_seed_site(ctx)
+    site = ctx.site  # loading validates
+    found = management_network(site)
+    if found is not None:
+        interface, network = found
+        check_management_network(site, str(ctx.paths.site), interface, network)
+
+
+def copy_seed_site(source: Path, target: Path, where: str) -> None:
+    """Copy a seed volume's site config: bounded, UTF-8 (else one line naming ``where``),
+    and 0600 from the first byte like secrets.yaml, since it may hold secrets."""
+    text = read_text_input(source, where, show_path=False)  # the mount point is temporary
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(target, text, mode=0o600)
+    log(f"site config taken from {where}")
 
 
 def host_identity(ctx: AgentContext) -> None:
@@ -67,7 +88,8 @@ def write_configs(ctx: AgentContext) -> None:
     files = render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets)
     write_files(files, Path("/"), set_owner=True)
     if any(f.spec.path.startswith(UNIT_DIR) for f in files):
-        run(["systemctl", "daemon-reload"])  # systemd reads unit files it knows only on a reload
+        # systemd reads unit files and drop-ins (epmd.socket's address) only on a reload.
+        run(["systemctl", "daemon-reload"], timeout=120)
 
 
 def external_network(ctx: AgentContext) -> None:

@@ -6,16 +6,16 @@ import re
 
 from ..errors import ApplianceError
 from .context import AgentContext
-from .system import enable_and_start, run, wait_for
+from .system import enable_and_start, log, run, wait_for
 
 MARIADB_SOCKET = "/run/mysqld/mysqld.sock"
-_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _identifier(name: str) -> str:
     # Database and user names cannot be query parameters; they come from the profile and
     # are checked here so that no quoting question arises.
-    if not _IDENTIFIER.match(name):
+    if not _IDENTIFIER.fullmatch(name):
         raise ApplianceError(f"refusing unusual database identifier {name!r}")
     return name
 
@@ -91,8 +91,58 @@ def rabbitmq_users() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip() and not line.startswith("user")}
 
 
+EPMD_PORT = 4369
+
+
+def epmd_address_wanted(ctx: AgentContext) -> str | None:
+    """The one address epmd must listen on, or None when the profile declares it on any."""
+    for port in ctx.profile.service("rabbitmq").ports:
+        if port.port == EPMD_PORT and port.bind != "any":
+            return "127.0.0.1" if port.bind == "loopback" else ctx.facts.management_ip
+    return None
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Addresses with a TCP listener on ``port`` in this network namespace (from ss)."""
+    out = run(["ss", "-Hltn", f"sport = :{port}"], timeout=30).stdout
+    return {line.split()[3].rpartition(":")[0].strip("[]") for line in out.splitlines() if line.strip()}
+
+
+def epmd_socket(ctx: AgentContext, unit: str) -> None:
+    """Re-bind epmd.socket to its declared address (the configs step wrote the drop-in).
+
+    Debian enables epmd.socket and epmd.service, so at boot epmd listens on every address
+    before the agent runs. A daemon-reload changes what `systemctl show -p Listen` says but
+    not the bound socket: that takes stopping epmd (systemd refuses to restart a socket
+    whose service runs) and RabbitMQ (registered with the old epmd), then the socket. So
+    this looks at what really listens."""
+    wanted = epmd_address_wanted(ctx)
+    if wanted is None:
+        return
+    found = listening_addresses(EPMD_PORT)
+    if found <= {wanted}:
+        return
+    log(f"epmd listens on {', '.join(sorted(found))}; re-binding it to {wanted}")
+    # One at a time: RabbitMQ's ExecStop runs rabbitmqctl, which starts an epmd of its own
+    # when it finds none (seen when stopped together with epmd), holding the port.
+    run(["systemctl", "stop", unit], timeout=300)
+    run(["systemctl", "stop", "epmd.socket", "epmd.service"], timeout=60)
+    if listening_addresses(EPMD_PORT):
+        # An epmd started by an Erlang CLI outside systemd: ask it to exit (no node is
+        # registered with it any more, so it accepts).
+        run(["epmd", "-kill"], check=False, timeout=30)
+        wait_for("epmd to exit", lambda: not listening_addresses(EPMD_PORT), timeout=30, interval=0.5)
+    run(["systemctl", "start", "epmd.socket"], timeout=60)
+    found = listening_addresses(EPMD_PORT)
+    if found != {wanted}:
+        raise ApplianceError(f"epmd.socket listens on {', '.join(sorted(found)) or 'nothing'} after a restart, "
+                             f"expected {wanted} (see /etc/systemd/system/epmd.socket.d/)")
+
+
 def rabbitmq(ctx: AgentContext) -> None:
-    enable_and_start([ctx.profile.service("rabbitmq").units[0]])
+    unit = ctx.profile.service("rabbitmq").units[0]
+    epmd_socket(ctx, unit)
+    enable_and_start([unit])
     run(["rabbitmqctl", "await_startup"], timeout=180)
     password = ctx.secrets["rabbitmq_password"]
     # rabbitmqctl reads the password from stdin when it is left off the command line.

@@ -31,6 +31,16 @@ def keystone(ctx: AgentContext) -> None:
     wait_for("Keystone API", lambda: http_answers(ctx.keystone_url()), timeout=120)
 
 
+# Every OpenStack call is bounded: API_TIMEOUT seconds for the connection and for each
+# read (keystoneauth's session timeout, which openstacksdk sets from api_timeout), so a
+# stuck API fails the step instead of hanging the run. Only failures to *connect* are
+# retried (CONNECT_RETRIES, keystoneauth's connect_retries): such a request never reached
+# the server, so repeating it is safe for every method. Errors after the request was sent
+# are not retried (a POST may have been applied); the steps converge when run again.
+API_TIMEOUT = 60
+CONNECT_RETRIES = 3
+
+
 def connect(ctx: AgentContext, user: str = "admin", project: str = "admin"):
     import openstack
 
@@ -39,6 +49,7 @@ def connect(ctx: AgentContext, user: str = "admin", project: str = "admin"):
         auth_url=ctx.keystone_url(admin=user == "admin"), username=user, password=password,
         project_name=project, user_domain_name="Default", project_domain_name="Default",
         region_name=ctx.site.region, identity_api_version="3", load_yaml_config=False, load_envvars=False,
+        api_timeout=API_TIMEOUT, connect_retries=CONNECT_RETRIES,
     )
 
 

@@ -60,30 +60,86 @@ def unit_is_active(unit: str) -> bool:
     return subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
 
 
+# A socket-activated service (libvirtd on Debian: libvirtd.socket, --timeout 120 in
+# /etc/default/libvirtd) may stop when idle and is started again by its next client; with
+# its sockets listening it is as available as when it runs.
+SOCKET_IDLE = "idle (socket listening)"
+UP_STATES = ("active", SOCKET_IDLE)
+
+
+def classify(active_state: str, sockets: dict[str, str]) -> str:
+    """A unit's effective state from its ActiveState and the ActiveState of each socket
+    that triggers it (systemd's TriggeredBy; masked ones such as libvirtd-tcp.socket are
+    listed too, inactive, so one listening socket is enough)."""
+    if active_state == "inactive" and any(s == "active" for s in sockets.values()):
+        return SOCKET_IDLE
+    return active_state
+
+
+def _show(units: list[str], *props: str) -> list[dict[str, str]]:
+    """`systemctl show` of several units: one dict of ``props`` per unit, in order."""
+    args = [arg for prop in props for arg in ("-p", prop)]
+    out = subprocess.run(["systemctl", "show", *args, *units], capture_output=True, text=True).stdout
+    blocks = []
+    for block in out.strip("\n").split("\n\n"):
+        blocks.append(dict(line.split("=", 1) for line in block.splitlines() if "=" in line))
+    return blocks + [{}] * (len(units) - len(blocks))
+
+
+def unit_states(units: list[str]) -> dict[str, str]:
+    """Effective state of each unit: active, SOCKET_IDLE, failed, activating, inactive ..."""
+    if not units:
+        return {}
+    shown = _show(units, "ActiveState", "TriggeredBy")
+    triggers = {u: [t for t in info.get("TriggeredBy", "").split() if t.endswith(".socket")]
+                for u, info in zip(units, shown)}
+    sockets = sorted({t for ts in triggers.values() for t in ts})
+    socket_state = {s: info.get("ActiveState", "unknown") for s, info in zip(sockets, _show(sockets, "ActiveState"))} \
+        if sockets else {}
+    return {u: classify(info.get("ActiveState", "unknown"), {t: socket_state[t] for t in triggers[u]})
+            for u, info in zip(units, shown)}
+
+
+def journal_tail(unit: str, lines: int = 5) -> str:
+    """The unit's last log lines, joined into one line (for a one-line error)."""
+    out = subprocess.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
+                         capture_output=True, text=True).stdout
+    return " | ".join(line.strip() for line in out.splitlines() if line.strip())[-600:] or "no journal lines"
+
+
+def wait_units(units: list[str], *, timeout: float, states: Callable[[list[str]], dict[str, str]] = unit_states,
+               tail: Callable[[str], str] = journal_tail, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait until every unit is up (UP_STATES). A unit that has *failed* ends the wait at
+    once with its last log lines: waiting longer cannot help. A unit restarting after a
+    crash (Restart=on-failure) is "activating", not failed, and is waited for."""
+    start = clock()
+    while True:
+        current = states(units)
+        failed = [u for u, s in current.items() if s == "failed"]
+        if failed:
+            raise ApplianceError(f"unit {failed[0]} failed: {tail(failed[0])} (see journalctl -u {failed[0]})")
+        waiting = {u: s for u, s in current.items() if s not in UP_STATES}
+        if not waiting:
+            return
+        if clock() - start > timeout:
+            detail = ", ".join(f"{u} {s}" for u, s in waiting.items())
+            raise ApplianceError(f"units not active after {timeout:.0f} s: {detail} (see journalctl -u UNIT)")
+        sleep(1)
+
+
 def enable_and_start(units: list[str], *, timeout: float = 900) -> None:
-    """Unmask, enable and start units, then wait until every one is active.
+    """Unmask, enable and start units, then wait until every one is up (see wait_units).
 
     They are started together without blocking so systemd overlaps their start-up; the
-    wait is ours, so a slow start on a loaded host is waited for, not failed.
+    wait is ours, so a slow start on a loaded host is waited for, not failed. A failure
+    left from an earlier run is reset first, so "failed" can only mean this start failed.
     """
     systemctl("unmask", *units, check=False)
     systemctl("enable", *units)
+    systemctl("reset-failed", *units, check=False)
     systemctl("start", "--no-block", *units)
-
-    def states() -> dict[str, str]:
-        out = subprocess.run(["systemctl", "is-active", *units], capture_output=True, text=True).stdout.split()
-        return dict(zip(units, out))
-
-    start = time.monotonic()
-    while True:
-        current = states()
-        waiting = {u: s for u, s in current.items() if s != "active"}
-        if not waiting:
-            return
-        if time.monotonic() - start > timeout:
-            detail = ", ".join(f"{u} {s}" for u, s in waiting.items())
-            raise ApplianceError(f"units not active after {timeout:.0f} s: {detail} (see journalctl -u UNIT)")
-        time.sleep(1)
+    wait_units(units, timeout=timeout)
 
 
 def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, interval: float = 1.0) -> float:

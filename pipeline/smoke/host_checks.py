@@ -31,6 +31,70 @@ def listening(host) -> list[tuple[str, int]]:
     return sockets
 
 
+# Address classes, narrowest first: a listener may be narrower than declared, never wider.
+SCOPES = ("loopback", "management", "any")
+
+
+def scope_of(address: str, management_ip: str) -> str:
+    """The class of a listening address: loopback, management, or any (a wildcard, or any
+    other address: reachable from a network the appliance does not own)."""
+    address = address.split("%", 1)[0].strip("[]")
+    if address.startswith("127.") or address == "::1":
+        return "loopback"
+    if address == management_ip:
+        return "management"
+    return "any"
+
+
+def listeners(host) -> list[tuple[str, int, str]]:
+    """(address, port, process names) of every listening TCP socket of the host's network
+    namespace (instances' and routers' namespaces are separate and not listed)."""
+    out = host.check_output("ss -Hltnp")
+    found = []
+    for line in out.splitlines():
+        words = line.split()
+        address, _, port = words[3].rpartition(":")
+        found.append((address.strip("[]"), int(port), ",".join(sorted(set(re.findall(r'\("([^"]+)"', line))))))
+    return found
+
+
+def undeclared_listeners(found: list[tuple[str, int, str]], profile: Profile, management_ip: str) -> list[str]:
+    """Listeners the profile does not declare, or bound wider than declared (pure logic)."""
+    declared = {port.port: (svc.name, port.bind) for svc in profile.services for port in svc.ports
+                if port.protocol == "tcp"}
+    problems = []
+    for address, port, process in found:
+        scope = scope_of(address, management_ip)
+        where = f"{address}:{port} ({process or 'unknown process'})"
+        if port not in declared:
+            problems.append(f"undeclared listener {where}")
+        elif SCOPES.index(scope) > SCOPES.index(declared[port][1]):
+            problems.append(f"{where} is {scope}, wider than {declared[port][0]}'s declared {declared[port][1]}")
+    return problems
+
+
+def only_declared_listeners(host, profile: Profile, management_ip: str) -> str:
+    found = listeners(host)
+    problems = undeclared_listeners(found, profile, management_ip)
+    assert not problems, "; ".join(problems)
+    return f"{len(found)} listeners, all declared"
+
+
+def no_stray_lxc_network(host) -> str:
+    """The lxc package's lxc-net (lxcbr0, dnsmasq on 10.0.3.1, a MASQUERADE rule) is off."""
+    problems = []
+    if host.run("ip link show lxcbr0").rc == 0:
+        problems.append("bridge lxcbr0 exists")
+    state = host.run("systemctl is-enabled lxc-net.service").stdout.strip()
+    if state not in ("masked", "disabled", ""):
+        problems.append(f"lxc-net.service is {state}")
+    nat = host.run("iptables -w -t nat -S POSTROUTING").stdout
+    if "10.0.3.0/24" in nat:
+        problems.append("a NAT rule for 10.0.3.0/24 exists")
+    assert not problems, "; ".join(problems)
+    return ""
+
+
 def first_boot_complete(host) -> str:
     journal = json.loads(host.file(JOURNAL_PATH).content_string)
     unfinished = [n for n, r in journal["steps"].items() if r["state"] != "done"]
@@ -40,10 +104,17 @@ def first_boot_complete(host) -> str:
     return f"{len(journal['steps'])} steps, {total:.0f} s"
 
 
+def socket_listening(host, unit: str) -> bool:
+    triggers = host.run(f"systemctl show -p TriggeredBy --value {unit}").stdout.split()
+    return any(host.run(f"systemctl is-active --quiet {t}").rc == 0 for t in triggers if t.endswith(".socket"))
+
+
 def units_running(host, profile: Profile) -> str:
     bad = []
     for unit in profile.units():
         service = host.service(unit)
+        if not service.is_running and service.is_enabled and socket_listening(host, unit):
+            continue  # socket-activated and idle (libvirtd): its next client starts it
         if not service.is_running or not service.is_enabled:
             bad.append(f"{unit} (running={service.is_running}, enabled={service.is_enabled})")
     assert not bad, "; ".join(bad)
@@ -75,8 +146,8 @@ def config_files(host, profile: Profile) -> str:
         f = host.file(spec.path)
         if not f.exists:
             problems.append(f"{spec.path} missing")
-        elif spec.holds_secrets and f.mode != 0o600:
-            problems.append(f"{spec.path} is {oct(f.mode)}, expected 0o600")
+        elif spec.holds_secrets and f.mode != spec.mode_bits:
+            problems.append(f"{spec.path} is {oct(f.mode)}, expected {spec.mode}")
         elif f.user != spec.owner:
             problems.append(f"{spec.path} owned by {f.user}, expected {spec.owner}")
     secrets = host.file(SECRETS_PATH)
@@ -114,6 +185,9 @@ def run_host_checks(host, report: Report) -> Profile | None:
     facts = json.loads(host.file(FACTS_PATH).content_string)
     report.check("services enabled and running", lambda: units_running(host, profile))
     report.check("ports on the right addresses", lambda: ports_bound(host, profile, facts["management_ip"]))
+    report.check("only declared listeners, none wider than declared",
+                 lambda: only_declared_listeners(host, profile, facts["management_ip"]))
+    report.check("no lxc-net bridge, dnsmasq or NAT rule", lambda: no_stray_lxc_network(host))
     report.check("config files present, secrets 0600", lambda: config_files(host, profile))
     report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))
     report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))

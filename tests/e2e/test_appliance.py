@@ -173,9 +173,44 @@ def test_killed_mid_step_converges(appliance, kill_in):
     time.sleep(0.5)
     in_appliance(appliance, "pkill", f"-{int(signal.SIGKILL)}", "-f", "pipeline.agent run")
     assert journal(appliance)["steps"][kill_in]["state"] == "running"
+    # The run's lock died with it: status says the run died, not that it is in progress.
+    deadline = time.monotonic() + 10
+    while True:
+        status = in_appliance(appliance, "python3", "-m", "pipeline.agent", "status", "--no-api", check=False)
+        if "DIED" in status.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status.stdout.startswith(f"appliance: first boot run DIED during step {kill_in}"), status.stdout
     result = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run")
     assert "cloud ready" in result.stdout
     assert resource_counts(appliance) == before
+
+
+def test_second_run_is_refused_while_one_runs(appliance):
+    in_appliance(appliance, "sh", "-c", "setsid python3 -m pipeline.agent run --again > /var/log/appliance/first-of-two.log 2>&1 &")
+    deadline = time.monotonic() + 60
+    while "running" not in {r["state"] for r in journal(appliance)["steps"].values()}:
+        assert time.monotonic() < deadline, "the first run never started a step"
+        time.sleep(0.2)
+    second = in_appliance(appliance, "python3", "-m", "pipeline.agent", "run", "--again", check=False)
+    assert second.returncode != 0
+    assert "another agent run holds /run/appliance/agent.lock: pid " in second.stderr, second.stderr
+    deadline = time.monotonic() + 900
+    while journal(appliance).get("completed_at") is None:
+        assert time.monotonic() < deadline, "the first run did not finish"
+        time.sleep(2)
+
+
+def test_smoke_fails_when_memcached_listens_everywhere(appliance):
+    in_appliance(appliance, "sh", "-c", "sed -i 's/^-l 127.0.0.1$/-l 0.0.0.0/' /etc/memcached.conf && systemctl restart memcached")
+    try:
+        result = smoke(appliance, "--host-only")
+        assert result.returncode != 0
+        fail_lines = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+        assert any("only declared listeners" in line and "0.0.0.0:11211 (memcached) is any, wider than" in line
+                   for line in fail_lines), result.stdout
+    finally:
+        in_appliance(appliance, "sh", "-c", "sed -i 's/^-l 0.0.0.0$/-l 127.0.0.1/' /etc/memcached.conf && systemctl restart memcached")
 
 
 def test_smoke_fails_when_nova_compute_is_stopped(appliance):

@@ -1,6 +1,7 @@
 """bookworm-zed renders files that configparser reads and that carry what Zed needs."""
 
 import configparser
+import re
 import stat
 
 import pytest
@@ -17,7 +18,7 @@ ZED_NEEDS = {
     "/etc/keystone/keystone.conf": {
         "database": {"connection": None},
         "token": {"provider": "fernet"},
-        "cache": {"memcache_servers": "controller:11211"},
+        "cache": {"memcache_servers": "127.0.0.1:11211"},
     },
     "/etc/glance/glance-api.conf": {
         "database": {"connection": None},
@@ -62,7 +63,7 @@ ZED_NEEDS = {
     },
     "/etc/neutron/l3_agent.ini": {"DEFAULT": {"interface_driver": "linuxbridge"}},
     "/etc/neutron/dhcp_agent.ini": {"DEFAULT": {"interface_driver": "linuxbridge", "enable_isolated_metadata": "true"}},
-    "/etc/neutron/metadata_agent.ini": {"DEFAULT": {"nova_metadata_host": "controller", "metadata_proxy_shared_secret": None}},
+    "/etc/neutron/metadata_agent.ini": {"DEFAULT": {"nova_metadata_host": "127.0.0.1", "metadata_proxy_shared_secret": None}},
 }
 
 
@@ -118,7 +119,8 @@ def test_render_tree_writes_secret_files_0600(tmp_path):
         target = tmp_path / spec.path.lstrip("/")
         assert modes[target] == spec.mode_bits
         if "password" in target.read_text() or "PLACEHOLDER" in target.read_text():
-            assert modes[target] == 0o600, f"{spec.path} holds a secret but is {oct(modes[target])}"
+            # 0600, or 0400 where the reader insists (Erlang's cookie): never group or other.
+            assert modes[target] in (0o600, 0o400), f"{spec.path} holds a secret but is {oct(modes[target])}"
     assert (tmp_path / "root/rc.admin").exists()
     assert (tmp_path / "etc/nova/nova.conf").exists()
 
@@ -197,3 +199,22 @@ def test_one_worker_means_no_forked_children(zed):
     assert "\nworkers = 0\n" in zed["/etc/glance/glance-api.conf"].content
     assert "metadata_workers = 0" in zed["/etc/neutron/metadata_agent.ini"].content
     assert "rpc_state_report_workers = 0" in zed["/etc/neutron/neutron.conf"].content
+
+
+def test_listeners_render_at_their_declared_scope(zed):
+    """Loopback-declared servers bind 127.0.0.1 and every client of them connects there."""
+    memcached = zed["/etc/memcached.conf"].content
+    assert "\n-l 127.0.0.1\n" in memcached
+    clients = [path for path, item in zed.items() if "11211" in item.content and path != "/etc/memcached.conf"]
+    assert clients, "no memcached client found"
+    for path in clients:
+        servers = re.findall(r"^memcache[d]?_servers = (.*)$", zed[path].content, re.M)
+        assert servers and set(servers) == {"127.0.0.1:11211"}, (path, servers)
+    env = zed["/etc/rabbitmq/rabbitmq-env.conf"].content
+    assert "NODE_IP_ADDRESS=192.0.2.10" in env
+    assert 'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"' in env
+    assert "NODENAME=rabbit@localhost" in env
+    epmd = zed["/etc/systemd/system/epmd.socket.d/appliance.conf"].content
+    assert "ListenStream=\nListenStream=127.0.0.1:4369\n" in epmd
+    metadata = zed["/etc/default/nova-api-metadata"].content
+    assert 'DAEMON_ARGS="--http-socket 127.0.0.1:8775 --ini /etc/nova/nova-api-metadata-uwsgi.ini"' in metadata

@@ -1,6 +1,7 @@
 """Site config validation: each bad input gives one line naming the field, exit != 0,
 and nothing is written."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ BAD_SITES = [
     ("pool contains gateway", "network: {cidr: 10.0.0.0/24, gateway: 10.0.0.1, allocation_pool: {start: 10.0.0.1, end: 10.0.0.9}}\n",
      "network.allocation_pool: the range"),
     ("bad DNS", "network: {dns_servers: [dns.example]}\n", "network.dns_servers[0]: expected an IPv4 address"),
-    ("missing SSH key file", "ssh_public_key_file: /nonexistent/id.pub\n", "ssh_public_key_file: cannot read /nonexistent/id.pub"),
+    ("missing SSH key file", "ssh_public_key_file: /nonexistent/id.pub\n", "ssh_public_key_file: /nonexistent/id.pub: file not found"),
     ("bad SSH key", "ssh_public_key: not-a-key\n", "ssh_public_key: expected one OpenSSH public key line"),
     ("bad hostname", "hostname: Under_Score\n", "hostname: expected a lower-case DNS host name"),
     ("unknown secret", "secrets: {root_password: abcdefgh12}\n", "secrets.root_password: unknown secret"),
@@ -48,17 +49,65 @@ BAD_SITES = [
     ("external: range holds gateway", "external: {floating_range: {start: 10.20.20.1, end: 10.20.20.9}}\n",
      "external.floating_range: the range"),
     ("external: same name as tenant", "external: {name: nat}\n", "external.name: 'nat' is already"),
+    # Pattern checks match the whole value: a trailing newline is refused everywhere.
+    ("hostname with newline", 'hostname: "cloud1\\n"\n', "hostname: expected a lower-case DNS host name, got 'cloud1\\n'"),
+    ("interface with newline", 'management_interface: "eth0\\n"\n', "management_interface: expected a network interface name"),
+    ("network name with newline", 'network: {name: "nat\\n"}\n', "network.name: expected a name of letters"),
+    ("region with newline", 'region: "RegionOne\\n"\n', "region: expected a name of letters"),
+    ("flavor id with newline", 'flavors: [{name: x, id: "1\\n", vcpus: 1, ram_mb: 512, disk_gb: 1}]\n', "flavors[0].id: expected 'auto' or an id"),
+    ("secret with newline", 'secrets: {admin_password: "abcdefgh12\\n"}\n', "secrets.admin_password: expected 8 to 128 characters"),
+    ("SSH key with newline", f'ssh_public_key: "{KEY}\\nssh-rsa AAAA x"\n', "ssh_public_key: expected one OpenSSH public key line"),
+    # File inputs: size-limited, UTF-8, regular files only; none of them can hang the render.
+    ("key file is a device", "ssh_public_key_file: /dev/zero\n", "ssh_public_key_file: /dev/zero: expected a regular file, got a character device"),
+    ("key file is a directory", "ssh_public_key_file: /\n", "ssh_public_key_file: /: expected a regular file, got a directory"),
+    ("key file is a FIFO", "ssh_public_key_file: fifo.pub\n", "fifo.pub: expected a regular file, got a FIFO"),
+    ("key file is binary", "ssh_public_key_file: binary.pub\n", "binary.pub: is a binary file"),
+    ("key file is not UTF-8", "ssh_public_key_file: latin1.pub\n", "latin1.pub: is not UTF-8 text"),
+    ("key file too large", "ssh_public_key_file: huge.pub\n", "huge.pub: is 20000 bytes; expected at most 16384"),
+    ("site file not UTF-8", b"hostname: caf\xe9\n", "is not UTF-8 text"),
+    ("site file binary", b"\x00\x01\x02", "is a binary file"),
+    # Addresses of this host.
+    ("management_ip unspecified", "management_ip: 0.0.0.0\n", "management_ip: expected a unicast address of this host, got 0.0.0.0 (the unspecified"),
+    ("management_ip loopback", "management_ip: 127.0.0.1\n", "management_ip: expected a unicast address of this host, got 127.0.0.1 (a loopback"),
+    ("overlay_ip multicast", "overlay_ip: 239.1.1.1\n", "overlay_ip: expected a unicast address of this host, got 239.1.1.1 (a multicast"),
+    ("overlay_ip link-local", "overlay_ip: 169.254.3.4\n", "overlay_ip: expected a unicast address of this host, got 169.254.3.4 (a link-local"),
+    # Overlapping ranges.
+    ("tenant contains management", "management_ip: 192.168.0.5\n", "network.cidr: 192.168.0.0/24 contains management_ip 192.168.0.5"),
+    ("tenant contains overlay", "overlay_ip: 192.168.0.7\n", "network.cidr: 192.168.0.0/24 contains overlay_ip 192.168.0.7"),
+    ("tenant link-local", "network: {cidr: 169.254.0.0/16}\n", "network.cidr: 169.254.0.0/16 overlaps 169.254.0.0/16"),
+    ("tenant loopback", "network: {cidr: 127.0.0.0/24}\n", "network.cidr: 127.0.0.0/24 overlaps 127.0.0.0/8 (loopback)"),
+    ("external overlaps tenant (inside)", "network: {cidr: 10.20.0.0/16}\n", "external.cidr: 10.20.20.0/24 overlaps the tenant network.cidr 10.20.0.0/16"),
+    # DNS servers and flavors.
+    ("too many DNS servers", "network: {dns_servers: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6]}\n",
+     "network.dns_servers: 6 servers; Neutron accepts at most 5"),
+    ("duplicate DNS server", "network: {dns_servers: [10.0.0.1, 10.0.0.1]}\n", "network.dns_servers[1]: 10.0.0.1 is listed twice"),
+    ("duplicate flavor id", "flavors: [{name: a, id: 1, vcpus: 1, ram_mb: 512, disk_gb: 1}, {name: b, id: '1', vcpus: 1, ram_mb: 512, disk_gb: 1}]\n",
+     "flavors[1].id: duplicate flavor id '1'"),
+    ("duplicate flavor name", "flavors: [{name: a, vcpus: 1, ram_mb: 512, disk_gb: 1}, {name: a, vcpus: 2, ram_mb: 512, disk_gb: 1}]\n",
+     "flavors[1].name: duplicate flavor name 'a'"),
     ("bool as port-like int", "flavors: [{name: x, vcpus: true, ram_mb: 512, disk_gb: 1}]\n", "flavors[0].vcpus: expected an integer"),
 ]
+
+
+def _key_files(directory: Path) -> None:
+    """Key files of every refused kind, beside the site file that names them."""
+    os.mkfifo(directory / "fifo.pub")  # no writer: reading it blocking would hang
+    (directory / "binary.pub").write_bytes(b"ssh-ed25519 AAAA\x00\x01")
+    (directory / "latin1.pub").write_bytes(KEY.encode()[:-4] + b"d\xe9sk\n")
+    (directory / "huge.pub").write_text(KEY[:40] + "A" * (20000 - 41) + "\n")
 
 
 @pytest.mark.parametrize("label,text,message", BAD_SITES, ids=[b[0] for b in BAD_SITES])
 def test_bad_site_is_rejected_by_invoke_render(tmp_path, label, text, message):
     site = tmp_path / "appliance.yaml"
-    site.write_text(text)
+    if isinstance(text, bytes):
+        site.write_bytes(text)
+    else:
+        site.write_text(text)
+    _key_files(tmp_path)
     out = tmp_path / "out"
     result = subprocess.run([*INVOKE, "render", "--site", str(site), "--out", str(out)],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -116,3 +165,24 @@ def test_unknown_profile_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, xenial-newton)"
+
+
+SITE_PATHS = [
+    ("a device", lambda tmp: "/dev/zero", "error: /dev/zero: expected a regular file, got a character device"),
+    ("a directory", lambda tmp: str(tmp), "expected a regular file, got a directory"),
+    ("a FIFO", lambda tmp: (os.mkfifo(tmp / "site.fifo"), str(tmp / "site.fifo"))[1], "expected a regular file, got a FIFO"),
+    ("too large", lambda tmp: ((tmp / "big.yaml").write_text("# x\n" * 70000), str(tmp / "big.yaml"))[1],
+     "is 280000 bytes; expected at most 262144"),
+]
+
+
+@pytest.mark.parametrize("label,make,message", SITE_PATHS, ids=[s[0] for s in SITE_PATHS])
+def test_site_file_of_the_wrong_kind_is_one_line_and_never_hangs(tmp_path, label, make, message):
+    site = make(tmp_path)
+    out = tmp_path / "out"
+    result = subprocess.run([*INVOKE, "render", "--site", site, "--out", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()

@@ -1,0 +1,40 @@
+"""The smoke's listener check (pure logic): every TCP listener declared, none wider than
+declared. The rows are listeners seen on a booted appliance before issue 13's fixes."""
+
+import pytest
+
+from pipeline.profiles import load_profile
+from pipeline.smoke.host_checks import scope_of, undeclared_listeners
+
+MGMT = "10.254.0.10"
+
+ROWS = [
+    ("memcached on loopback", ("127.0.0.1", 11211, "memcached"), None),
+    ("memcached on management: wider", (MGMT, 11211, "memcached"),
+     "10.254.0.10:11211 (memcached) is management, wider than memcached's declared loopback"),
+    ("memcached everywhere: wider", ("0.0.0.0", 11211, "memcached"), "is any, wider than memcached's declared loopback"),
+    ("erlang distribution everywhere", ("0.0.0.0", 25672, "beam.smp"), "0.0.0.0:25672 (beam.smp) is any, wider than rabbitmq's"),
+    ("epmd on every address", ("*", 4369, "epmd,systemd"), "*:4369 (epmd,systemd) is any, wider than rabbitmq's declared loopback"),
+    ("metadata API everywhere", ("0.0.0.0", 8775, "uwsgi_python311"), "0.0.0.0:8775 (uwsgi_python311) is any, wider than nova's declared loopback"),
+    ("lxc-net dnsmasq", ("10.0.3.1", 53, "dnsmasq"), "undeclared listener 10.0.3.1:53 (dnsmasq)"),
+    ("AMQP on management", (MGMT, 5672, "beam.smp"), None),
+    ("an API everywhere", ("0.0.0.0", 9696, "uwsgi_python311"), None),
+    ("sshd everywhere", ("::", 22, "sshd"), None),
+    ("MariaDB narrower than declared", ("127.0.0.1", 3306, "mariadbd"), None),
+]
+
+
+@pytest.mark.parametrize("label,listener,problem", ROWS, ids=[r[0] for r in ROWS])
+def test_listener_rows(label, listener, problem):
+    problems = undeclared_listeners([listener], load_profile("bookworm-zed"), MGMT)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_scopes():
+    assert scope_of("::1", MGMT) == "loopback"
+    assert scope_of("127.0.0.53%lo", MGMT) == "loopback"
+    assert scope_of(MGMT, MGMT) == "management"
+    assert scope_of("*", MGMT) == "any" and scope_of("192.0.2.1", MGMT) == "any"
