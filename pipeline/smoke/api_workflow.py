@@ -11,8 +11,7 @@ import time
 
 from pipeline.smoke.escape_probes import run_escape_probes
 from pipeline.smoke.floating_ips import floating_ip_checks
-# ssh_argv, sh and wait are also what tests on the appliance call as api_workflow.*.
-from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, sh, ssh_argv, ssh_cmd, wait  # noqa: F401
+from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, sh, ssh_cmd, wait
 
 INSTANCE = "lxc_instance"
 # A second instance from the same image: its machine-id must differ from the first's.

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pipeline.smoke.api_workflow import as_instance_root, ssh_argv
+from pipeline.smoke.guest import as_instance_root, ssh_argv
 
 INSTANCE = "lxc_lifecycle"
 REFUSED_WITHIN = 10.0  # s: "at once"; Nova's policy check answers in well under a second

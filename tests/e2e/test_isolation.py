@@ -19,7 +19,7 @@ LIFECYCLE = ROOT / "pipeline/smoke/lifecycle.py"
 # uid_maps/gid_maps. Run on the appliance; prints {probe: [passed, detail]}.
 PROBES_UNMAPPED = r"""
 import json, openstack, sys
-from pipeline.smoke import api_workflow as aw
+from pipeline.smoke import escape_probes, guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 lxc, admin = openstack.connect(cloud="lxc"), openstack.connect(cloud="admin")
@@ -32,8 +32,9 @@ try:
     server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
     ip = [a["addr"] for a in server.addresses[network.name]][0]
     ns = f"qdhcp-{network.id}"
-    aw.wait("SSH", lambda: aw.sh(aw.ssh_argv(ns, ip, "true"), timeout=30).returncode == 0, timeout=120, interval=2)
-    results = aw.run_escape_probes(ns, ip, admin.compute.get_server(server.id).instance_name,
+    guest.wait("SSH", lambda: guest.sh(guest.ssh_argv(ns, ip, "true"), timeout=30).returncode == 0, timeout=120,
+               interval=2)
+    results = escape_probes.run_escape_probes(ns, ip, admin.compute.get_server(server.id).instance_name,
                                    emit_result=lambda *a: None)
     print(json.dumps(results))
 finally:

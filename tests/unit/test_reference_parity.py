@@ -5,7 +5,6 @@ with the same value, in the file the appliance renders for that path.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
