@@ -75,7 +75,7 @@ def _build(profile):
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False):
-    """Boot the built appliance locally in systemd-nspawn (no uplink); --stop tears it down."""
+    """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness); --stop tears it down."""
     from pipeline.harness import local
 
     if vm:

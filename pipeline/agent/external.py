@@ -51,6 +51,13 @@ def interface_of(address: str, links: list[dict]) -> str:
     raise ApplianceError(f"no interface holds the management address {address}")
 
 
+def interface_of_or_none(address: str, links: list[dict]) -> str | None:
+    try:
+        return interface_of(address, links)
+    except ApplianceError:
+        return None
+
+
 def _ip_json(*args: str) -> list[dict]:
     return json.loads(subprocess.run(["ip", "-json", *args], capture_output=True, text=True).stdout or "[]")
 
@@ -105,13 +112,6 @@ def converge(site: SiteConfig, management_ip: str) -> str:
         return f"provider interface {ext.interface} up, no NAT"
     _remove_bridge(ext.bridge)
     return "no external network"
-
-
-def interface_of_or_none(address: str, links: list[dict]) -> str | None:
-    try:
-        return interface_of(address, links)
-    except ApplianceError:
-        return None
 
 
 def converge_from_state(ctx) -> int:

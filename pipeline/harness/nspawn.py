@@ -2,8 +2,9 @@
 
 The raw image's root partition is attached read-only and covered by an overlay, so the
 artifact stays clean. The container gets its own network namespace with a management
-interface and no uplink. Adjustments that only a container needs are written into the
-overlay, never into the image a VM would boot.
+interface whose only way out is the harness's own uplink namespace (uplink.py).
+Adjustments that only a container needs are written into the overlay, never into the
+image a VM would boot.
 """
 
 from __future__ import annotations

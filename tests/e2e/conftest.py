@@ -1,5 +1,6 @@
 """One appliance for the whole end-to-end module: built (warm caches), booted in
-systemd-nspawn with no uplink, first boot awaited; torn down whatever happens."""
+systemd-nspawn with only the harness's own uplink (no route to the real network), first
+boot awaited; torn down whatever happens."""
 
 import contextlib
 import json
