@@ -135,7 +135,10 @@ while time.monotonic() < deadline:
 
 
 def _banner_waiter(namespace, address, timeout=120):
-    return subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c", BANNER_WAITER, address, str(timeout)],
+    """A process that prints the monotonic time at which ``address`` sends an SSH banner,
+    polled from ``namespace`` (None: this host itself); prints nothing after ``timeout``."""
+    prefix = ["ip", "netns", "exec", namespace] if namespace else []
+    return subprocess.Popen([*prefix, sys.executable, "-c", BANNER_WAITER, address, str(timeout)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -171,17 +174,6 @@ def instances(runs):
              fip_ssh_s=round(fip_ssh, 2) if fip_ssh is not None else None)
 
 
-def _ssh_banner(address, timeout=2.0):
-    import socket
-
-    try:
-        with socket.create_connection((address, 22), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return sock.recv(64).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 def _floating_ip_ssh(conn, config, server, created, timeout=120):
     """Seconds from ``created`` until a floating IP attached to ``server`` answers with an SSH
     banner from this host (host-mode external network only; else None)."""
@@ -191,12 +183,8 @@ def _floating_ip_ssh(conn, config, server, created, timeout=120):
     port = next(iter(conn.network.ports(device_id=server.id)))
     fip = conn.network.create_ip(floating_network_id=external.id, port_id=port.id)
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if _ssh_banner(fip.floating_ip_address):
-                return time.monotonic() - created
-            time.sleep(0.2)
-        return None
+        out, _ = _banner_waiter(None, fip.floating_ip_address, timeout).communicate(timeout=timeout + 60)
+        return float(out) - created if out.strip() else None
     finally:
         conn.network.delete_ip(fip)
 
