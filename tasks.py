@@ -71,10 +71,13 @@ def _build(profile):
             "wait": "wait until first boot has finished",
             "lan": "a second interface into a LAN namespace of the harness (lan-NAME); without --site it is "
                    "the external network in provider mode",
+            "restart": "power the booted appliance off cleanly and boot it again on the same disk (a reboot); "
+                       "with --wait, until every service is up again",
             "from_tree": "development: this checkout's agent, overlays, profile and built guest image over the image's (no rebuild)",
             "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
 @operator_errors
-def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False):
+def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
+         restart=False):
     """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness); --stop tears it down."""
     from pipeline.harness import local
 
@@ -85,6 +88,11 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
         return
     if stop:
         local.stop(profile)
+        return
+    if restart:
+        state, _ = local.restart(profile)
+        if wait:
+            local.wait_until_ready(state)
         return
     from pipeline.harness import uplink
 

@@ -109,5 +109,64 @@ def wait_for_first_boot(state: nspawn.BootState, *, timeout: float = 1800, say=p
         time.sleep(3)
 
 
+# Run on the appliance after a restart: Nova's services and the Neutron agents as their
+# APIs report them (the units being active is not enough: nova-compute reports in only
+# after its start-up, which includes resuming the instances).
+SERVICES_UP = r"""
+import json, openstack
+c = openstack.connect(cloud="admin", api_timeout=30)
+compute = {s.binary: s.state for s in c.compute.services()}
+agents = {a.binary: a.is_alive for a in c.network.agents()}
+print(json.dumps({"compute": compute, "agents": agents}))
+"""
+
+
+def appliance_ready(state: nspawn.BootState) -> str | None:
+    """None when the booted appliance is ready (`appliance status` says cloud ready: first
+    boot complete and every unit of the profile up; every Nova service up and every Neutron
+    agent alive), else what it is still waiting for."""
+    try:
+        status = nspawn.exec_in(state, ["python3", "-m", "pipeline.agent", "status", "--brief", "--no-api"],
+                                timeout=60)
+    except (ApplianceError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if status.returncode != 0:
+        return (status.stdout.strip().splitlines() or [status.stderr.strip()])[0]
+    try:
+        report = nspawn.exec_in(state, ["python3", "-c", SERVICES_UP], timeout=90)
+        services = json.loads(report.stdout)
+    except (ApplianceError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        return f"APIs not answering yet ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    down = [b for b, s in services["compute"].items() if s != "up"]
+    down += [b for b, alive in services["agents"].items() if not alive]
+    return f"not up yet: {', '.join(sorted(down))}" if down else None
+
+
+def wait_until_ready(state: nspawn.BootState, *, timeout: float = 900, say=print) -> float:
+    """Wait until the (re)booted appliance is ready (see appliance_ready); returns the
+    seconds from the container's start."""
+    last = None
+    while True:
+        if not nspawn.pid_alive(state.nspawn_pid):
+            raise ApplianceError(f"the appliance container exited while booting (console: {state.console_log})")
+        waiting = appliance_ready(state)
+        elapsed = time.time() - state.started_at
+        if waiting is None:
+            say(f"[boot +{elapsed:5.0f} s] ready: cloud ready, every Nova service up and every agent alive")
+            return elapsed
+        if waiting != last:
+            say(f"[boot +{elapsed:5.0f} s] {waiting}")
+            last = waiting
+        if elapsed > timeout:
+            raise ApplianceError(f"the appliance was not ready {timeout:.0f} s after its start: {waiting}")
+        time.sleep(3)
+
+
+def restart(profile: str, *, name: str | None = None, say=print) -> tuple[nspawn.BootState, float]:
+    """Power the booted appliance off and boot it again on the same disk; returns the new
+    state and the power-off's seconds."""
+    return nspawn.restart(state_dir(profile, name), say=say)
+
+
 def stop(profile: str, *, name: str | None = None, say=print) -> None:
     nspawn.stop(state_dir(profile, name), say=say)

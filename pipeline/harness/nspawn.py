@@ -214,22 +214,74 @@ def exec_in(state: BootState, cmd: list[str], *, timeout: float = 600, check: bo
     return result
 
 
+# How long a power-off may take before the harness gives up on it: systemd's own stop
+# timeouts are 90 s per unit (DefaultTimeoutStopSec), libvirt-guests waits for the
+# instances' own shutdown (SHUTDOWN_TIMEOUT in /etc/default/libvirt-guests), and a loaded
+# 2-core host is slow; a clean power-off of the appliance takes ~10-30 s here.
+POWER_OFF_TIMEOUT = 240
+
+
+def power_off(state: BootState, *, timeout: float = POWER_OFF_TIMEOUT) -> float | None:
+    """Ask the container to power off as an operator would (nspawn turns SIGTERM into a
+    poweroff request to the container's systemd) and wait until systemd-nspawn exits.
+    Returns the seconds it took, or None when it had not exited within ``timeout``."""
+    if not pid_alive(state.nspawn_pid):
+        _reap(state.nspawn_pid)
+        return 0.0
+    started = time.monotonic()
+    os.kill(state.nspawn_pid, signal.SIGTERM)
+    while pid_alive(state.nspawn_pid) and time.monotonic() - started < timeout:
+        _reap(state.nspawn_pid)
+        time.sleep(0.5)
+    _reap(state.nspawn_pid)
+    return None if pid_alive(state.nspawn_pid) else time.monotonic() - started
+
+
+def restart(state_dir: Path, *, say=print, power_off_timeout: float = POWER_OFF_TIMEOUT) -> tuple[BootState, float]:
+    """The harness's reboot: power the appliance off cleanly and boot it again on the same
+    overlay (its disk), as a machine restarts. Returns the new state and the seconds the
+    power-off took; raises ApplianceError (leaving the appliance off, its disk kept) when
+    the power-off does not finish within ``power_off_timeout``.
+
+    Loop devices Nova attached for instance disks stay attached across the restart, as a
+    disk stays in a machine: Nova's resume of an instance first tears down the device it
+    recorded (system_metadata rootfs_device_name) and then attaches a new one, so the old
+    one must still be the instance's disk, not a number the host handed to someone else."""
+    state = BootState.load(state_dir)
+    if state is None:
+        raise ApplianceError(f"no appliance is booted in {state_dir}; `./inv boot` first")
+    took = power_off(state, timeout=power_off_timeout)
+    if took is None:
+        raise ApplianceError(f"{state.name} did not power off within {power_off_timeout:.0f} s "
+                             f"(console: {state.console_log}); `./inv boot --stop` kills and releases it")
+    say(f"[boot] {state.name} powered off in {took:.1f} s; booting it again on the same disk")
+    uplink.detach(state.name, state.responder_pid)
+    subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
+    try:
+        state.nspawn_pid = _start_nspawn(state)
+        state.save()
+        attach_netns(state)
+        state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
+        state.started_at = time.time()
+        state.save()
+    except BaseException:
+        stop(state_dir, say=say)
+        raise
+    say(f"[boot] {state.name} booting again (nspawn pid {state.nspawn_pid}); console: {state.console_log}")
+    return state, took
+
+
 def stop(state_dir: Path, *, say=print) -> None:
     """Power the container off and release every loop device, mount and namespace; raise
     ApplianceError naming what could not be released."""
     state = BootState.load(state_dir)
     if state is None:
         return
-    if pid_alive(state.nspawn_pid):
-        os.kill(state.nspawn_pid, signal.SIGTERM)  # nspawn forwards it as a poweroff request
-        deadline = time.monotonic() + 90
-        while pid_alive(state.nspawn_pid) and time.monotonic() < deadline:
-            _reap(state.nspawn_pid)
-            time.sleep(0.5)
-        if pid_alive(state.nspawn_pid):
-            os.killpg(state.nspawn_pid, signal.SIGKILL)
-            time.sleep(1)
-            _reap(state.nspawn_pid)
+    if power_off(state) is None:
+        os.killpg(state.nspawn_pid, signal.SIGKILL)
+        time.sleep(1)
+        _reap(state.nspawn_pid)
+        say(f"[boot] {state.name} did not power off within {POWER_OFF_TIMEOUT} s; killed")
     uplink.detach(state.name, state.responder_pid)  # before the unmount: see boot()
     release_instance_loops(state)
     for mountpoint in (state.merged, state.lower):
