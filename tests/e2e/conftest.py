@@ -4,6 +4,7 @@ boot awaited; torn down whatever happens."""
 
 import contextlib
 import json
+import os
 import subprocess
 
 import pytest
@@ -27,6 +28,10 @@ def booted(name: str | None = None, logs: str = "pytest-e2e", **boot_options):
     mounts, network namespaces)."""
     local.stop(PROFILE, name=name)
     loops_before = loop_devices()
+    if os.environ.get("APPLIANCE_TEST_FROM_TREE") == "1":
+        # Development only (CI never sets it; it boots the image it built): this checkout's
+        # agent, overlays and profile over the image's, as `invoke boot --from-tree`.
+        boot_options.setdefault("from_tree", True)
     state = local.boot(PROFILE, ARTIFACTS, name=name, **boot_options)
     try:
         local.wait_for_first_boot(state)
