@@ -81,13 +81,17 @@ def root_partition(image: Path) -> tuple[int, int]:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie counts as gone: systemd-nspawn started by an earlier
+    `invoke` process is reaped by whatever adopted it, which may never wait for it (seen:
+    a power-off that had finished looked like a hang of 240 s)."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _join_own_cgroups(name: str) -> None:
