@@ -153,6 +153,9 @@ class Profile:
     instance_id_map: IdMap | None = None
     # Compute quotas of the tenant project; None leaves Nova's defaults.
     tenant_quota: TenantQuota | None = None
+    # Defaults for top-level site config fields that depend on the release (the name of the
+    # guest image the build ships); a site file's own value wins. Checked as site fields.
+    site_defaults: dict[str, Any] = field(default_factory=dict)
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -204,6 +207,9 @@ def parse_profile(data: dict, source: str) -> Profile:
 
 
 def _check_profile(profile: Profile, source: str) -> None:
+    from .site import SiteConfig
+
+    from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
     names = [svc.name for svc in profile.services]
     for i, name in enumerate(names):
         if name in names[:i]:

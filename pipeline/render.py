@@ -177,7 +177,7 @@ def render_site(profile_name: str, site_path: Path | None, out_dir: Path) -> lis
     from .site import load_site
 
     profile = load_profile(profile_name)
-    site = load_site(site_path, secret_names=set(secret_names(profile)))
+    site = load_site(site_path, secret_names=set(secret_names(profile)), defaults=profile.site_defaults)
     secrets = {**placeholder_secrets(profile), **site.secrets}
     files = render_files(profile, site, HostFacts.from_site(site), secrets)
     return write_files(files, out_dir)

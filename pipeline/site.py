@@ -116,13 +116,16 @@ def _pool_after(cidr: str, gateway_ip: str) -> AllocationPool:
     return AllocationPool(start=str(start), end=str(end))
 
 
-def load_site(path: Path | None, *, secret_names: set[str] | None = None) -> SiteConfig:
-    """Read and validate a site config; ``None`` means all defaults."""
+def load_site(path: Path | None, *, secret_names: set[str] | None = None,
+              defaults: dict | None = None) -> SiteConfig:
+    """Read and validate a site config; ``None`` means all defaults. ``defaults`` (the
+    profile's ``site_defaults``, top-level fields) replace the built-in defaults; the
+    file's own values win over both."""
     if path is None:
-        return SiteConfig()
+        return from_mapping(SiteConfig, dict(defaults or {}), "profile site_defaults")
     from .site_checks import validate_site
 
-    data = load_yaml_mapping(path)
+    data = {**(defaults or {}), **load_yaml_mapping(path)}
     site = from_mapping(SiteConfig, data, str(path))
     validate_site(site, str(path), secret_names=secret_names, base_dir=path.parent)
     return site

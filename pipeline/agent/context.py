@@ -77,7 +77,8 @@ class AgentContext:
     def site(self) -> SiteConfig:
         if self._site is None:
             path = self.paths.site if self.paths.site.exists() else None
-            self._site = load_site(path, secret_names=set(secret_names(self.profile)))
+            self._site = load_site(path, secret_names=set(secret_names(self.profile)),
+                                   defaults=self.profile.site_defaults)
         return self._site
 
     @property

@@ -36,8 +36,11 @@ SERVICE_ELEMENTS: dict[str, str] = {
 LXC_GUEST_ELEMENTS = ("lxc-guest-debootstrap", "lxc-guest-systemd", "lxc-guest-ssh", "lxc-guest-cloud-init", "lxc-guest-trim")
 # cloud-init brings python3; sudo is only its Recommends, but the default user needs it.
 # python3-cffi-backend: debootstrap cannot resolve the virtual package python3-cryptography
-# depends on (python3-cffi-backend-api-min), which provides it.
-LXC_GUEST_PACKAGES = ("systemd-sysv", "openssh-server", "iproute2", "ca-certificates", "cloud-init", "python3-cffi-backend", "sudo")
+# depends on (python3-cffi-backend-api-min), which provides it. dbus: cloud-init 24+ (Debian 13)
+# asks systemd over D-Bus in `cloud-init status`, which waits for ever without it for a
+# non-root user (the login user); Debian's cloud images ship it.
+LXC_GUEST_PACKAGES = ("systemd-sysv", "openssh-server", "iproute2", "ca-certificates", "cloud-init", "python3-cffi-backend", "sudo",
+                      "dbus")
 
 
 def _env_path(name: str, default: str) -> Path:

@@ -9,10 +9,9 @@ import subprocess
 
 import pytest
 
-from project import ROOT
+from project import PROFILE, ROOT
 from pipeline.harness import local, nspawn
 
-PROFILE = "bookworm-zed"
 ARTIFACTS = ROOT / "artifacts"
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from project import ROOT
+from project import PROFILE, ROOT
 from pipeline.harness import nspawn
 from pipeline.profiles import load_profile
 
@@ -106,6 +106,6 @@ def test_quota_is_sized_from_the_host_and_enforced(appliance):
     result = run_on_appliance(appliance, QUOTA_EXCEEDED)
     data = json.loads(result.stdout.strip().splitlines()[-1])
     cpus = int(in_appliance(appliance, "nproc").stdout)
-    assert data["limit"] == cpus * load_profile("bookworm-zed").tenant_quota.vcpus_per_cpu, data
+    assert data["limit"] == cpus * load_profile(PROFILE).tenant_quota.vcpus_per_cpu, data
     assert data["status"] == 403 and "Quota exceeded" in data["body"], data
     assert data["left"] == 0, data

@@ -203,8 +203,9 @@ def test_policy_rule_names_are_checked_against_the_service(tmp_path):
     assert check(bad) == "ERROR: unknown policy rule os_compute_api:os-rescuee\n"
 
 
-def test_shipped_policy_refuses_only_and_parses():
-    text = (REPO_OVERLAYS / "etc/nova/policy.yaml.zed.j2").read_text()
+@pytest.mark.parametrize("variant", ["zed", "epoxy"])
+def test_shipped_policy_refuses_only_and_parses(variant):
+    text = (REPO_OVERLAYS / f"etc/nova/policy.yaml.{variant}.j2").read_text()
     rules = yaml.safe_load(text)
     assert set(rules.values()) == {"!"}
     assert {"os_compute_api:os-suspend-server:suspend", "os_compute_api:os-rescue", "os_compute_api:os-shelve:shelve",
@@ -212,3 +213,11 @@ def test_shipped_policy_refuses_only_and_parses():
     assert not {"os_compute_api:servers:stop", "os_compute_api:servers:reboot", "os_compute_api:servers:rebuild",
                 "os_compute_api:os-pause-server:pause", "os_compute_api:os-lock-server:lock",
                 "os_compute_api:os-console-output"} & set(rules)
+
+
+def test_epoxy_policy_refuses_what_zed_refuses_and_the_2025_1_additions():
+    zed = yaml.safe_load((REPO_OVERLAYS / "etc/nova/policy.yaml.zed.j2").read_text())
+    epoxy = yaml.safe_load((REPO_OVERLAYS / "etc/nova/policy.yaml.epoxy.j2").read_text())
+    assert set(epoxy) - set(zed) == {"os_compute_api:os-migrate-server:migrate:host",
+                                     "os_compute_api:os-server-shares:create", "os_compute_api:os-server-shares:delete"}
+    assert set(zed) <= set(epoxy)

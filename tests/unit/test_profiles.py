@@ -10,11 +10,11 @@ from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile, par
 from pipeline.render import REPO_OVERLAYS
 
 
-def test_both_profiles_exist():
-    assert available_profiles() == ["bookworm-zed", "xenial-newton"]
+def test_all_profiles_exist():
+    assert available_profiles() == ["bookworm-zed", "trixie-epoxy", "xenial-newton"]
 
 
-@pytest.mark.parametrize("name", ["bookworm-zed", "xenial-newton"])
+@pytest.mark.parametrize("name", ["bookworm-zed", "trixie-epoxy", "xenial-newton"])
 def test_profile_templates_exist(name):
     for spec in load_profile(name).files():
         assert (REPO_OVERLAYS / spec.template).is_file(), spec.template
@@ -98,3 +98,29 @@ def test_gated_units_are_started_after_the_rest(monkeypatch):
     assert "neutron-rpc-server" in servers and "nova-conductor" in servers and "nova-compute" not in servers
     assert set(gated) == set(Ctx.profile.rpc_gate.units)
     assert waited == ["RPC servers consuming q-plugin, q-l3-plugin, q-reports-plugin, conductor"]
+
+
+def test_site_defaults_set_the_guest_image_name_and_a_site_file_wins(tmp_path):
+    from pipeline.site import load_site
+
+    trixie = load_profile("trixie-epoxy")
+    assert trixie.distro.release == "trixie" and trixie.openstack_release == "epoxy"
+    assert load_site(None, defaults=trixie.site_defaults).image_name == "lxc_debian_13"
+    assert load_site(None, defaults=load_profile("bookworm-zed").site_defaults).image_name == "lxc_debian_12"
+    site = tmp_path / "appliance.yaml"
+    site.write_text("image_name: mine\n")
+    assert load_site(site, defaults=trixie.site_defaults).image_name == "mine"
+    site.write_text("region: RegionTwo\n")
+    assert load_site(site, defaults=trixie.site_defaults).image_name == "lxc_debian_13"
+
+
+@pytest.mark.parametrize("value, match", [
+    ({"image_nam": "x"}, r"test\.yaml: site_defaults\.image_nam: unknown key"),
+    ({"image_name": 13}, r"test\.yaml: site_defaults\.image_name: expected a string"),
+    ([], r"test\.yaml: site_defaults: expected a mapping"),
+])
+def test_bad_site_defaults_are_refused(value, match):
+    data = _zed_data()
+    data["site_defaults"] = value
+    with pytest.raises(ConfigError, match=match):
+        parse_profile(data, "test.yaml")

@@ -164,7 +164,7 @@ def test_unknown_profile_is_one_line(tmp_path):
     result = subprocess.run([*INVOKE, "render", "--profile", "jammy-zed", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, xenial-newton)"
+    assert result.stderr.strip() == "error: unknown profile 'jammy-zed' (available: bookworm-zed, trixie-epoxy, xenial-newton)"
 
 
 SITE_PATHS = [
