@@ -72,16 +72,31 @@ def _build(profile):
             "lan": "a second interface into a LAN namespace of the harness (lan-NAME); without --site it is "
                    "the external network in provider mode",
             "from_tree": "development: this checkout's agent, overlays, profile and built guest image over the image's (no rebuild)",
-            "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
+            "vm": "boot appliance.qcow2 under qemu instead (KVM if it works, else TCG; a throwaway overlay; the "
+                  "site config on a NoCloud volume; SSH and the APIs forwarded to 127.0.0.1)",
+            "memory": "--vm: guest memory in MiB (default 4096)", "cpus": "--vm: vCPUs (default 2)",
+            "firmware": "--vm: bios or uefi (default bios; uefi uses OVMF, no Secure Boot)",
+            "port": "--vm: first of 6 consecutive host ports for SSH, 5000, 8774, 8778, 9292, 9696 "
+                    "(default: the first free run in 2300-2399)"})
 @operator_errors
-def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False):
-    """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness); --stop tears it down."""
+def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
+         memory=4096, cpus=2, firmware="bios", port=None):
+    """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
+    --vm under qemu; --stop tears it down."""
     from pipeline.harness import local
 
     if vm:
-        from pipeline.harness.qemu import boot_vm
+        from pipeline.harness import vm as qemu_vm
 
-        boot_vm(ARTIFACTS / profile / "appliance.qcow2", ARTIFACTS / "logs" / f"vm-{profile}-console.log")
+        if from_tree or lan:
+            raise Exit("error: --from-tree and --lan are for the container harness, not --vm", code=2)
+        if stop:
+            qemu_vm.stop(profile)
+            return
+        state = qemu_vm.boot(profile, ARTIFACTS, site=Path(site) if site else None, memory_mb=int(memory),
+                             cpus=int(cpus), firmware=firmware, port=int(port) if port else None)
+        if wait:
+            qemu_vm.wait_for_first_boot(state)
         return
     if stop:
         local.stop(profile)
