@@ -32,7 +32,8 @@ ZED_NEEDS = {
         "keystone_authtoken": {"www_authenticate_uri": None, "username": "placement"},
     },
     "/etc/nova/nova.conf": {
-        "DEFAULT": {"transport_url": None, "my_ip": None, "use_cow_images": "false", "force_raw_images": "true"},
+        "DEFAULT": {"transport_url": None, "my_ip": None, "use_cow_images": "false", "force_raw_images": "true",
+                    "resume_guests_state_on_host_boot": "true"},
         "api": {"auth_strategy": "keystone"},
         "api_database": {"connection": None},
         "database": {"connection": None},
