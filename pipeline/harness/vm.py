@@ -120,7 +120,7 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
         ports = qemu.forwards(qemu.pick_ports(len(qemu.GUEST_PORTS), first=port))
     except ValueError as exc:
         raise ApplianceError(str(exc)) from None
-    accel = qemu.accelerator()
+    accel = qemu.accelerator(image)
     spec = qemu.VmSpec(overlay=overlay, seed=seed, console_log=state_dir / "console.log",
                        pidfile=state_dir / "qemu.pid", monitor=state_dir / "monitor.sock", ports=ports,
                        memory_mb=memory_mb, cpus=cpus, accel=accel, firmware=firmware, uefi_vars=uefi_vars)

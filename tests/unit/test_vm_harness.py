@@ -36,8 +36,13 @@ def test_kvm_probe_gives_up_within_its_timeout(monkeypatch, tmp_path):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     start = time.monotonic()
-    assert qemu.kvm_runs_guest_code(timeout=1.0) is False
+    assert qemu.kvm_runs_guest_code(tmp_path / "image.qcow2", timeout=1.0) is False
     assert time.monotonic() - start < 5
+
+
+def test_kernel_start_is_what_the_probe_looks_for():
+    assert qemu.KERNEL_STARTED.search(b"[    0.000000] Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org)")
+    assert not qemu.KERNEL_STARTED.search(b"SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...")
 
 
 @pytest.mark.parametrize("first, busy, expected", [
