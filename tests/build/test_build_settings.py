@@ -31,7 +31,7 @@ def test_env_var_name():
 
 def test_elements_follow_the_profile(zed):
     elements = s.appliance_elements(zed, s.BuildSettings(extra_elements=()))
-    assert elements[:3] == ["vm", "block-device-efi", "debian-minimal"]
+    assert elements[:3] == ["vm", "block-device-mbr", "debian-minimal"]
     services = [svc.name for svc in zed.services if svc.packages]
     assert [e for e in elements if e in s.SERVICE_ELEMENTS.values()] == [s.SERVICE_ELEMENTS[n] for n in services]
     assert elements[-5:] == ["appliance-firstboot", "appliance-overlays", "appliance-migrate", "appliance-lxc-image",
