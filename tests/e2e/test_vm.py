@@ -56,7 +56,7 @@ def bios_vm(appliance_image, tmp_path_factory):
     state = vm.boot(PROFILE, ARTIFACTS, site=site, name=NAME, memory_mb=4096, cpus=2, firmware="bios")
     started = time.monotonic()
     try:
-        journal = vm.wait_for_first_boot(state, timeout=3600)
+        journal = vm.wait_for_first_boot(state, timeout=5400)
         state.first_boot_s = time.monotonic() - started
         state.journal = journal
         yield state
