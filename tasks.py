@@ -74,17 +74,32 @@ def _build(profile):
             "restart": "power the booted appliance off cleanly and boot it again on the same disk (a reboot); "
                        "with --wait, until every service is up again",
             "from_tree": "development: this checkout's agent, overlays, profile and built guest image over the image's (no rebuild)",
-            "vm": "boot the qcow2 under qemu to the login prompt (bootloader, kernel, units), then power off"})
+            "vm": "boot appliance.qcow2 under qemu instead (KVM if it works, else TCG; a throwaway overlay; the "
+                  "site config on a NoCloud volume; SSH and the APIs forwarded to 127.0.0.1)",
+            "memory": "--vm: guest memory in MiB (default 4096)", "cpus": "--vm: vCPUs (default 2)",
+            "firmware": "--vm: bios or uefi (default bios; uefi uses OVMF, no Secure Boot)",
+            "port": "--vm: first of 6 consecutive host ports for SSH, 5000, 8774, 8778, 9292, 9696 "
+                    "(default: the first free run in 2300-2399)"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
-         restart=False):
-    """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness); --stop tears it down."""
+         restart=False, memory=4096, cpus=2, firmware="bios", port=None):
+    """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
+    --vm under qemu; --stop tears it down, --restart reboots it on the same disk."""
     from pipeline.harness import local
 
     if vm:
-        from pipeline.harness.qemu import boot_vm
+        from pipeline.harness import vm as qemu_vm
 
-        boot_vm(ARTIFACTS / profile / "appliance.qcow2", ARTIFACTS / "logs" / f"vm-{profile}-console.log")
+        if from_tree or lan or restart:
+            raise Exit("error: --from-tree, --lan and --restart are for the container harness, not --vm "
+                       "(reboot a VM from inside: systemctl reboot)", code=2)
+        if stop:
+            qemu_vm.stop(profile)
+            return
+        state = qemu_vm.boot(profile, ARTIFACTS, site=Path(site) if site else None, memory_mb=int(memory),
+                             cpus=int(cpus), firmware=firmware, port=int(port) if port else None)
+        if wait:
+            qemu_vm.wait_for_first_boot(state)
         return
     if stop:
         local.stop(profile)
@@ -181,14 +196,21 @@ def e2e(c, profile=DEFAULT_PROFILE):
             "burst": "instances requested at once per boot, 128 MB flavor (default 20; 0 skips)",
             "builds": "cold + warm build and a plain DIB build, this many times (default 1; 0 skips)",
             "settle": "seconds to wait after first boot before measuring idle memory (default 30)",
-            "from_tree": "boot as `boot --from-tree` does (this checkout's agent, overlays, guest image)"})
+            "from_tree": "boot as `boot --from-tree` does (this checkout's agent, overlays, guest image)",
+            "vm": "boot the qcow2 under qemu instead (each boot: boot → ready, idle PSS and MemAvailable in the VM, "
+                  "--burst instances kept (default 10) with MemAvailable, reboot → ready)",
+            "memory": "--vm: guest memory in MiB (default 4096)"})
 @operator_errors
-def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=20, builds=1, settle=30, from_tree=False):
+def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, settle=30, from_tree=False, vm=False,
+          memory=4096):
     """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
     from pipeline.bench.run import run_bench
 
-    run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=int(burst),
-              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree)
+    if vm and from_tree:
+        raise Exit("error: --from-tree is for the container harness, not --vm", code=2)
+    burst = int(burst) if burst is not None else (10 if vm else 20)
+    run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=burst,
+              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree, vm=vm, vm_memory_mb=int(memory))
 
 
 @task(help={"k": "only tests matching this pytest -k expression",

@@ -136,6 +136,10 @@ class TenantQuota:
     # Nova's own CPU overcommit for the placement inventory is far higher; this keeps one
     # tenant's containers from taking every CPU many times over.
     vcpus_per_cpu: int = 4
+    # The RAM quota on a host smaller than the reserve (a 4 GiB VM is what an operator tries
+    # first): two instances of the default 1024 MB flavor. An LXC flavor's RAM is a cgroup
+    # limit, not an allocation: an idle Debian instance uses tens of MB.
+    min_ram_mb: int = 2048
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,8 @@ def _check_profile(profile: Profile, source: str) -> None:
                               f"expected 0 or more, got {quota.reserved_ram_mb}")
         if quota.vcpus_per_cpu < 1:
             raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
+        if quota.min_ram_mb < 0:
+            raise ConfigError(source, "tenant_quota.min_ram_mb", f"expected 0 or more, got {quota.min_ram_mb}")
     if profile.rpc_gate:
         units = set(profile.units())
         for j, unit in enumerate(profile.rpc_gate.units):

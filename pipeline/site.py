@@ -94,6 +94,10 @@ class SiteConfig:
     ssh_public_key: str | None = None  # the key itself
     ssh_public_key_file: str | None = None  # or a file holding it
     image_name: str = "lxc_debian_12"
+    # OpenSSH public key lines allowed to log in to the appliance as root (written to
+    # /root/.ssh/authorized_keys at first boot; how an operator reaches a VM or server
+    # that has no password login). None: no key, console login only.
+    root_authorized_keys: tuple[str, ...] = ()
     secrets: dict[str, str] = field(default_factory=dict)
 
     def gateway(self) -> str:

@@ -91,6 +91,9 @@ def validate_site(site: SiteConfig, source: str, *, secret_names: set[str] | Non
         _pattern("ssh_key", site.ssh_public_key.strip(), "ssh_public_key", fail, show=False)
     if site.ssh_public_key_file is not None:
         read_public_key_file(site, source, base_dir)
+    for i, key in enumerate(site.root_authorized_keys):
+        _pattern("ssh_key", key.strip() if isinstance(key, str) else key, f"root_authorized_keys[{i}]", fail,
+                 show=False)
     for name, value in site.secrets.items():
         if secret_names is not None and name not in secret_names:
             fail(f"secrets.{name}", f"unknown secret (known: {', '.join(sorted(secret_names))})")

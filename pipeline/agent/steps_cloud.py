@@ -175,8 +175,8 @@ def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
 
 def quota_for_host(quota: TenantQuota, ram_mb: int, cpus: int) -> dict[str, int]:
     """Nova quota values {instances, cores, ram (MB)} for a host of ``ram_mb`` and ``cpus``.
-    At least one small instance's worth (1 core, 512 MB) on any host."""
-    ram = max(512, (ram_mb - quota.reserved_ram_mb) // 256 * 256)
+    At least ``quota.min_ram_mb`` of RAM and one core on any host."""
+    ram = max(quota.min_ram_mb, (ram_mb - quota.reserved_ram_mb) // 256 * 256)
     cores = max(1, cpus * quota.vcpus_per_cpu)
     return {"instances": cores, "cores": cores, "ram": ram}
 

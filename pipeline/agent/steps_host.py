@@ -75,6 +75,22 @@ def host_identity(ctx: AgentContext) -> None:
         # sethostname(2), not /proc/sys: containers mount /proc/sys read-only.
         socket.sethostname(facts.hostname)
     log(f"host {facts.hostname}, management {facts.management_ip}, overlay {facts.overlay_ip}")
+    authorize_root_keys(ctx.site.root_authorized_keys)
+
+
+def authorize_root_keys(keys: tuple[str, ...], home: Path = Path("/root")) -> None:
+    """Add the site's ``root_authorized_keys`` to root's authorized_keys (0600 in a 0700
+    .ssh), keeping the lines already there and adding each key once."""
+    if not keys:
+        return
+    ssh = home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    path = ssh / "authorized_keys"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    added = [k.strip() for k in keys if k.strip() not in {line.strip() for line in lines}]
+    if added:
+        atomic_write(path, "".join(f"{line}\n" for line in lines + added), mode=0o600)
+    log(f"root login: {len(keys)} authorized key(s) from the site config, {len(added)} added")
 
 
 def generate_secrets(ctx: AgentContext) -> None:

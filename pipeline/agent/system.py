@@ -6,6 +6,7 @@ line: secrets travel through stdin or the environment.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
@@ -16,6 +17,29 @@ from typing import Callable
 from ..errors import ApplianceError
 
 LOG_PATH = "/var/log/appliance/firstboot.log"
+
+# Every wait of the agent is bounded, so a hang ends in a clear error, but never sooner than
+# a slow machine needs. Under full emulation (qemu TCG: systemd-detect-virt says "qemu"; with
+# KVM it says "kvm") everything runs several times slower (measured in a 2-vCPU TCG VM:
+# RabbitMQ 140 s from start to answering, the rabbitmq step 300 s), so every bound is
+# multiplied. APPLIANCE_PATIENCE (a number) overrides the factor.
+EMULATION_PATIENCE = 4.0
+
+
+def patience_for(virt: str, override: str | None = None) -> float:
+    if override:
+        return float(override)
+    return EMULATION_PATIENCE if virt == "qemu" else 1.0
+
+
+@functools.lru_cache(maxsize=1)
+def patience() -> float:
+    """The factor for every timeout of the agent (see EMULATION_PATIENCE)."""
+    try:
+        virt = subprocess.run(["systemd-detect-virt", "--vm"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        virt = ""
+    return patience_for(virt.strip(), os.environ.get("APPLIANCE_PATIENCE"))
 
 
 def log_path() -> str:
@@ -36,6 +60,7 @@ def run(cmd: list[str], *, user: str | None = None, stdin: str | None = None,
     full = ["runuser", "-u", user, "--", *cmd] if user else list(cmd)
     log(f"$ {' '.join(full)}")
     merged_env = {**os.environ, **(env or {})}
+    timeout *= patience()
     try:
         result = subprocess.run(full, input=stdin, env=merged_env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -139,11 +164,13 @@ def enable_and_start(units: list[str], *, timeout: float = 900) -> None:
     systemctl("enable", *units)
     systemctl("reset-failed", *units, check=False)
     systemctl("start", "--no-block", *units)
-    wait_units(units, timeout=timeout)
+    wait_units(units, timeout=timeout * patience())
 
 
 def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, interval: float = 1.0) -> float:
-    """Poll ``probe`` until it is true; return the seconds waited or raise naming ``what``."""
+    """Poll ``probe`` until it is true; return the seconds waited or raise naming ``what``
+    (after ``timeout`` seconds times patience())."""
+    timeout *= patience()
     start = time.monotonic()
     last_error = ""
     while True:

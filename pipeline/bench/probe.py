@@ -211,7 +211,9 @@ def _bench_flavor(admin):
     return flavor
 
 
-def burst(count):
+def burst(count, keep=False):
+    """``keep``: leave the instances running (the VM bench measures memory with them and
+    reboots with them)."""
     config = site()
     admin, conn = connect("admin"), connect("lxc")
     flavor = _bench_flavor(admin)
@@ -237,6 +239,10 @@ def burst(count):
     sampler.join()
     active = sum(1 for v in states.values() if v == "ACTIVE")
     failed = len(states) - active + max(0, count - len(states))
+    if keep:
+        emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed,
+             peak_rss_mib=sampler.peak["rss_mib"], peak_pss_mib=sampler.peak["pss_mib"], delete_all_s=None)
+        return
     start = time.monotonic()
     servers = list(conn.compute.servers(name=f"^{prefix}"))
     for server in servers:
@@ -255,7 +261,7 @@ def main(argv):
     elif command == "instances":
         instances(int(argv[2]))
     elif command == "burst":
-        burst(int(argv[2]))
+        burst(int(argv[2]), keep=argv[3:] == ["keep"])
     else:
         raise SystemExit(f"unknown probe {command!r}")
 

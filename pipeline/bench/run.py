@@ -29,6 +29,7 @@ TARGETS = {
     "burst: failed instances": 0,
     "idle memory, RSS summed": 3072,
     "cold build / plain DIB build": 4,
+    "VM: OOM kills": 0,
 }
 
 
@@ -175,11 +176,13 @@ def _say(line: str) -> None:
 
 
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
-              build_runs: int = 1, settle_s: float = 30, from_tree: bool = False, say=_say) -> Path:
+              build_runs: int = 1, settle_s: float = 30, from_tree: bool = False, vm: bool = False,
+              vm_memory_mb: int = 4096, say=_say) -> Path:
     from ..profiles import load_profile
 
     load_profile(profile)  # an unknown profile fails here, before anything slow
-    options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s}
+    options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s,
+               "vm_memory_mb": vm_memory_mb}
     for name, value in options.items():
         if value < 0:
             raise ApplianceError(f"bench option {name.replace('_s', '')}: expected 0 or more, got {value}")
@@ -191,11 +194,16 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
         if build_runs:
             bench.builds(build_runs)
         for index in range(1, boots + 1):
-            bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
+            if vm:
+                from .vm import one_vm_boot
+
+                one_vm_boot(bench, index, burst=burst, settle_s=settle_s, memory_mb=vm_memory_mb, firmware="bios")
+            else:
+                bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
     finally:
         # A bench of uncommitted changes must say so: the figures are not the commit's.
         data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True),
-                      options={**options, "from_tree": from_tree},
+                      options={**options, "from_tree": from_tree, "vm": vm},
                       started=started,
                       events=bench.events)
         path = write_record(data, artifacts / "bench")

@@ -98,7 +98,8 @@ def installed_services(profile: Profile) -> list[Service]:
 
 
 def appliance_elements(profile: Profile, settings: BuildSettings) -> list[str]:
-    elements = ["vm", "block-device-mbr", profile.distro.dib_element, "growroot", "appliance-apt", "appliance-service-base"]
+    elements = ["vm", "block-device-mbr", profile.distro.dib_element, "growroot", "appliance-apt", "appliance-network",
+                "appliance-efi", "appliance-service-base"]
     elements += [SERVICE_ELEMENTS[svc.name] for svc in installed_services(profile)]
     elements += ["appliance-firstboot", "appliance-overlays", "appliance-migrate", "appliance-lxc-image",
                  "appliance-manifest"]
@@ -160,6 +161,8 @@ def appliance_env(profile: Profile, settings: BuildSettings, *, profile_file: Pa
     env.update(distro_env(profile, environ))
     env.update({
         "DIB_GRUB_TIMEOUT": "0",
+        # BIOS and UEFI: an EFI system partition beside the root (elements/appliance-efi).
+        "DIB_BLOCK_DEVICE_CONFIG": f"file://{ELEMENTS_DIR / 'appliance-efi' / 'block-device-appliance.yaml'}",
         "APPLIANCE_SOURCE_DIR": str(REPO_ROOT),
         "APPLIANCE_PROFILE_FILE": str(profile_file),
         "APPLIANCE_LXC_ROOTFS_IMAGE": str(lxc_image),

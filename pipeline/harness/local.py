@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ApplianceError
 from . import nspawn
@@ -88,12 +89,27 @@ def read_journal(state: nspawn.BootState) -> dict | None:
 
 def wait_for_first_boot(state: nspawn.BootState, *, timeout: float = 1800, say=print) -> dict:
     """Follow the first-boot journal until it completes; raise on a failed step."""
+    def gone() -> str | None:
+        if nspawn.pid_alive(state.nspawn_pid):
+            return None
+        return f"the appliance container exited during first boot (console: {state.console_log})"
+
+    return follow_journal(lambda: read_journal(state), gone, timeout=timeout, say=say)
+
+
+def follow_journal(read: Callable[[], dict | None], gone: Callable[[], str | None], *, timeout: float,
+                   interval: float = 3, say=print) -> dict:
+    """Print one progress line per step state change of the journal ``read`` returns (None
+    while it cannot be read yet) until first boot completes; raise on a failed step, when
+    ``gone`` names why the appliance went away, or after ``timeout`` seconds. Shared by the
+    container and the VM harness, so both print the same lines."""
     start = time.monotonic()
     reported: dict[str, str] = {}
     while True:
-        if not nspawn.pid_alive(state.nspawn_pid):
-            raise ApplianceError(f"the appliance container exited during first boot (console: {state.console_log})")
-        journal = read_journal(state) or {"steps": {}}
+        why = gone()
+        if why:
+            raise ApplianceError(why)
+        journal = read() or {"steps": {}}
         for name, rec in journal["steps"].items():
             if reported.get(name) != rec["state"]:
                 reported[name] = rec["state"]
@@ -106,7 +122,7 @@ def wait_for_first_boot(state: nspawn.BootState, *, timeout: float = 1800, say=p
             return journal
         if time.monotonic() - start > timeout:
             raise ApplianceError(f"first boot did not finish within {timeout:.0f} s")
-        time.sleep(3)
+        time.sleep(interval)
 
 
 # Run on the appliance after a restart: Nova's services and the Neutron agents as their

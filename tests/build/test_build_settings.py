@@ -102,3 +102,18 @@ def test_phase_scripts_are_strict_numbered_executable_bash(script):
     assert text.startswith("#!/bin/bash\n")
     assert "set -eux -o pipefail" in text
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_disk_layout_boots_bios_and_uefi(zed):
+    """The block-device config the build passes: an EFI system partition (MBR type EF) first,
+    the root filesystem last (growroot grows the last partition), nothing mounted but /."""
+    import yaml
+
+    env = appliance_env(zed)
+    path = Path(env["DIB_BLOCK_DEVICE_CONFIG"].removeprefix("file://"))
+    layout = yaml.safe_load(path.read_text())
+    partitions = next(node["partitioning"] for node in layout if "partitioning" in node)["partitions"]
+    assert [p["name"] for p in partitions] == ["ESP", "root"]
+    assert partitions[0]["type"] == "ef" and "mkfs" not in partitions[0]
+    assert partitions[-1]["size"] == "100%" and partitions[-1]["mkfs"]["mount"]["mount_point"] == "/"
+    assert "appliance-efi" in s.appliance_elements(zed, s.BuildSettings(extra_elements=()))

@@ -167,3 +167,16 @@ def test_seed_site_is_copied_0600_and_bounded(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="/dev/sr0:appliance.yaml: expected a regular file, got a character device"):
         steps_host.copy_seed_site(Path("/dev/zero"), target, "/dev/sr0:appliance.yaml")
     assert not target.exists()
+
+
+@pytest.mark.parametrize("virt, override, factor", [
+    ("qemu", None, 4.0),  # TCG: full emulation
+    ("kvm", None, 1.0),
+    ("", None, 1.0),  # bare metal ("none" is printed with exit 1; nothing at all if missing)
+    ("none", None, 1.0),
+    ("kvm", "2.5", 2.5),
+], ids=["tcg", "kvm", "unknown", "bare-metal", "override"])
+def test_patience_under_emulation(virt, override, factor):
+    from pipeline.agent.system import patience_for
+
+    assert patience_for(virt, override) == factor

@@ -163,7 +163,8 @@ def test_tree_is_shifted_keeping_setuid_bits(shift_module, tmp_path):
     (23898, 2, {"instances": 8, "cores": 8, "ram": 19712}),   # this machine
     (65536, 16, {"instances": 64, "cores": 64, "ram": 61440}),
     (8192, 4, {"instances": 16, "cores": 16, "ram": 4096}),
-    (4096, 1, {"instances": 4, "cores": 4, "ram": 512}),       # smaller than the reserve: one small instance
+    (4096, 1, {"instances": 4, "cores": 4, "ram": 2048}),      # smaller than the reserve: two default instances
+    (5888, 2, {"instances": 8, "cores": 8, "ram": 2048}),
 ])
 def test_quota_follows_the_host(ram_mb, cpus, expected):
     assert steps_cloud.quota_for_host(TenantQuota(), ram_mb, cpus) == expected

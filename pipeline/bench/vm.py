@@ -1,0 +1,100 @@
+"""`invoke bench --vm`: the appliance as a VM (qemu; TCG on these hosts), each boot fresh.
+
+Per boot: boot → cloud ready (qemu start to the end of first boot), idle PSS/RSS of the
+appliance's processes and MemAvailable inside the VM, a burst of instances of the 128 MB
+flavor (all ACTIVE, failures, MemAvailable while they all run, OOM kills), and reboot →
+ready (``systemctl reboot`` inside until every compute service is up and the instances that
+were ACTIVE are ACTIVE again).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+from ..errors import ApplianceError
+from ..harness import vm
+
+PROBE = Path(__file__).with_name("probe.py")
+BENCH_NAME = "bench-vm"
+
+# Ready after a reboot: every Nova service up, no Neutron agent dead, no instance of the
+# lxc project still coming back.
+READY_AFTER_REBOOT = (
+    "openstack --os-cloud admin compute service list -f value -c State | grep -qx up && "
+    "! openstack --os-cloud admin compute service list -f value -c State | grep -qx down && "
+    "! openstack --os-cloud admin network agent list -f value -c Alive | grep -qx False && "
+    "! openstack --os-cloud lxc server list -f value -c Status | grep -qvx ACTIVE")
+
+
+def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict]:
+    command = "python3 - " + " ".join(shlex.quote(a) for a in args) + " <<'PROBE'\n" + PROBE.read_text() + "PROBE\n"
+    result = vm.ssh(state, command, timeout=timeout)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ApplianceError(f"probe {' '.join(args)} in the VM failed (exit {result.returncode}): {tail}")
+    return lines
+
+
+def mem_available_mib(state: vm.VmState) -> float:
+    out = vm.ssh(state, "grep MemAvailable: /proc/meminfo", timeout=120).stdout.split()
+    return round(int(out[1]) / 1024, 1)
+
+
+def oom_kills(state: vm.VmState) -> int:
+    out = vm.ssh(state, "journalctl -k -b --no-pager -o cat | grep -c -e 'Out of memory' -e oom-kill || true",
+                 timeout=120).stdout.strip()
+    return int(out or 0)
+
+
+def boot_id(state: vm.VmState) -> str:
+    return vm.ssh(state, "cat /proc/sys/kernel/random/boot_id", timeout=60).stdout.strip()
+
+
+def reboot_to_ready(state: vm.VmState, *, timeout: float = 3600) -> float:
+    """Seconds from `systemctl reboot` inside the VM to READY_AFTER_REBOOT on the new boot."""
+    before = boot_id(state)
+    started = time.monotonic()
+    vm.ssh(state, "systemctl reboot", timeout=30)
+    while True:
+        if time.monotonic() - started > timeout:
+            raise ApplianceError(f"the VM was not ready {timeout:.0f} s after its reboot")
+        now = vm.ssh(state, "cat /proc/sys/kernel/random/boot_id", timeout=60)
+        if now.returncode == 0 and now.stdout.strip() not in ("", before):
+            if vm.ssh(state, READY_AFTER_REBOOT, timeout=300).returncode == 0:
+                return time.monotonic() - started
+        time.sleep(10)
+
+
+def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: int, firmware: str) -> None:
+    """One fresh VM through first boot, idle memory, a burst kept running, a reboot."""
+    vm.stop(bench.profile, name=BENCH_NAME, say=lambda line: None)
+    bench.say(f"[bench] VM boot {index}: booting a fresh VM ({memory_mb} MiB, {firmware})")
+    state = vm.boot(bench.profile, bench.artifacts, name=BENCH_NAME, memory_mb=memory_mb, firmware=firmware,
+                    say=lambda line: None)
+    try:
+        journal = vm.wait_for_first_boot(state, say=lambda line: bench.say(f"[bench] VM boot {index}: {line}"))
+        ready = journal["completed_at"] - state.started_at
+        bench.add("VM: boot → cloud ready", ready)
+        bench.event(f"VM boot {index}: cloud ready {ready:.0f} s after qemu started ({state.accel})")
+        time.sleep(settle_s)
+        idle = run_probe(state, "memory")[0]
+        bench.add("VM: idle memory, PSS summed", idle["pss_mib"], "MiB")
+        bench.add("VM: idle memory, RSS summed", idle["rss_mib"], "MiB")
+        bench.add("VM: MemAvailable, idle", mem_available_mib(state), "MiB")
+        if burst:
+            result = run_probe(state, "burst", str(burst), "keep")[0]
+            bench.add(f"VM: {burst} instances (128 MB) → all ACTIVE", result["all_active_s"])
+            bench.add(f"VM: {burst} instances, failed", result["failed"], "count")
+            bench.add(f"VM: MemAvailable, {burst} instances", mem_available_mib(state), "MiB")
+            bench.event(f"VM boot {index}: {burst} instances: {result['active']} ACTIVE, {result['failed']} failed, "
+                        f"{result['all_active_s']} s")
+        bench.add("VM: OOM kills", oom_kills(state), "count")  # before the reboot: -b is this boot
+        seconds = reboot_to_ready(state)
+        bench.add("VM: reboot → ready", seconds)
+        bench.event(f"VM boot {index}: reboot → ready {seconds:.0f} s (the instances that were ACTIVE are again)")
+    finally:
+        vm.stop(bench.profile, name=BENCH_NAME, say=lambda line: None)
