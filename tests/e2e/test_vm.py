@@ -1,9 +1,14 @@
-"""The appliance as an operator runs it: appliance.qcow2 under qemu (TCG on these hosts),
-BIOS firmware, the site config on a NoCloud volume, no container fixups. First boot, the
-smoke, a reboot from inside with an instance running, the smoke again; then the same image
-on UEFI firmware up to SSH and the start of first boot.
+"""The appliance as an operator runs it: appliance.qcow2 under qemu, the site config on a
+NoCloud volume, no container fixups.
 
-Slow under TCG (see README, "The appliance as a VM"): the timeouts allow for a loaded host.
+Always (CI): on BIOS and on UEFI firmware the image boots, root logs in over SSH with the key
+the NoCloud volume carried, first boot starts from the imported site config (its host name is
+applied by the first step) and what the container harness masks runs for real.
+
+Where KVM really runs the image (the harness's probe): first boot to the end, the smoke, a
+reboot from inside with an instance running, the smoke again. Under TCG on these 2-core hosts
+first boot alone takes well over half an hour (README, "The appliance as a VM"), beyond what a
+75-minute CI run can hold; APPLIANCE_TEST_VM_FULL=1 runs it anyway (`invoke bench --vm` measures it).
 """
 
 import json
@@ -11,10 +16,12 @@ import shlex
 import subprocess
 import time
 
+import os
+
 import pytest
 
 from project import ROOT
-from pipeline.harness import local, vm
+from pipeline.harness import local, qemu, vm
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +57,9 @@ def collect(state, dest):
 
 @pytest.fixture(scope="class")
 def bios_vm(appliance_image, tmp_path_factory):
+    if qemu.accelerator(ARTIFACTS / PROFILE / "appliance.qcow2") == qemu.TCG and not os.environ.get("APPLIANCE_TEST_VM_FULL"):
+        pytest.skip("needs KVM that runs the image (the probe fell back to TCG): under TCG first boot alone takes "
+                    "over 30 min here; APPLIANCE_TEST_VM_FULL=1 runs it anyway")
     site = tmp_path_factory.mktemp("vm-site") / "appliance.yaml"
     site.write_text(f"network: {{cidr: {TENANT_CIDR}}}\n")
     vm.stop(PROFILE, name=NAME)
@@ -131,18 +141,37 @@ class TestBiosVm:
         in_vm(bios_vm, f"openstack --os-cloud lxc server delete --wait {server}", timeout=600)
 
 
-def test_uefi_boots_to_ssh_and_first_boot(appliance_image):
-    """The same image on OVMF (no Secure Boot): GRUB's EFI binary, the kernel, SSH with the
-    NoCloud key, and the first-boot agent running. First boot itself is the BIOS test's."""
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_boots_and_first_boot_takes_the_nocloud_site(appliance_image, tmp_path, firmware):
+    """The image on SeaBIOS and on OVMF (no Secure Boot): bootloader, kernel, DHCP on the
+    NIC, root's SSH login with the key from the NoCloud volume's site config, the site config
+    imported (0600) and applied by first boot's first step, no container fixups, and the units
+    the container harness masks running for real."""
+    site = tmp_path / "appliance.yaml"
+    site.write_text(f"hostname: nocloud-{firmware}\nnetwork: {{cidr: {TENANT_CIDR}}}\n")
     vm.stop(PROFILE, name=NAME)
-    state = vm.boot(PROFILE, ARTIFACTS, name=NAME, firmware="uefi")
+    state = vm.boot(PROFILE, ARTIFACTS, site=site, name=NAME, firmware=firmware)
     try:
-        vm.wait_ssh(state, timeout=1800)
-        assert in_vm(state, "test -d /sys/firmware/efi && echo efi").stdout.strip() == "efi"
-        deadline = time.monotonic() + 900
-        while in_vm(state, "test -s /var/lib/appliance/firstboot.json", check=False).returncode != 0:
-            assert time.monotonic() < deadline, "first boot did not start"
+        print(f"{firmware}: power-on -> root SSH login {vm.wait_ssh(state, timeout=1800):.0f} s")
+        efi = in_vm(state, "test -d /sys/firmware/efi && echo efi || echo bios").stdout.strip()
+        assert efi == {"bios": "bios", "uefi": "efi"}[firmware]
+        deadline = time.monotonic() + 1200
+        while True:  # step 1 of 23 ("host") takes the site config and sets the host name
+            journal = vm.read_journal(state) or {}
+            if journal.get("steps", {}).get("host", {}).get("state") == "done":
+                break
+            assert vm.pid_alive(state.pid) and time.monotonic() < deadline, f"first boot's host step: {journal}"
             time.sleep(10)
+        assert in_vm(state, "hostname").stdout.strip() == f"nocloud-{firmware}"
+        imported = in_vm(state, "stat -c %a /etc/appliance/appliance.yaml; cat /etc/appliance/appliance.yaml").stdout
+        assert imported.startswith("600\n") and TENANT_CIDR in imported, imported
+        log = in_vm(state, "cat /var/log/appliance/firstboot.log").stdout
+        assert "site config taken from /dev/" in log, log[-2000:]
+        assert in_vm(state, "test ! -e /etc/appliance/harness.env && test ! -e "
+                            "/usr/local/sbin/appliance-container-fixups", check=False).returncode == 0
+        for unit in ("systemd-udevd.service", "systemd-networkd.service"):
+            active = in_vm(state, f"systemctl is-active {unit}", check=False).stdout.strip()
+            assert active == "active", f"{unit}: {active}"
     finally:
         vm.stop(PROFILE, name=NAME)
     assert not state.dir.exists()
