@@ -129,6 +129,18 @@ def attach_netns(state: BootState, timeout: float = 30) -> None:
     _run(["ip", "netns", "attach", state.netns, str(leader)])
 
 
+def _start_attached(state: BootState) -> None:
+    """Start systemd-nspawn on the prepared root and attach its network namespace to the
+    harness's uplink (and LAN when ``state.lan``); the state is saved as each part exists,
+    so a failed start is stopped and released by ``stop``."""
+    state.nspawn_pid = _start_nspawn(state)
+    state.save()
+    attach_netns(state)
+    state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
+    state.started_at = time.time()
+    state.save()
+
+
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
          say=print, prepare=None, lan: bool = False) -> BootState:
     """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start."""
@@ -166,12 +178,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
                                lan_peer=uplink.LAN_PEER if lan else "")
         if prepare is not None:
             prepare(state.merged)
-        state.nspawn_pid = _start_nspawn(state)
-        state.save()
-        attach_netns(state)
-        state.responder_pid = uplink.attach(state.netns, state.name, lan=lan)
-        state.started_at = time.time()
-        state.save()
+        _start_attached(state)
     except BaseException:
         stop(state_dir, say=say)
         raise
@@ -262,12 +269,7 @@ def restart(state_dir: Path, *, say=print, power_off_timeout: float = POWER_OFF_
     uplink.detach(state.name, state.responder_pid)
     subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
     try:
-        state.nspawn_pid = _start_nspawn(state)
-        state.save()
-        attach_netns(state)
-        state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
-        state.started_at = time.time()
-        state.save()
+        _start_attached(state)
     except BaseException:
         stop(state_dir, say=say)
         raise
