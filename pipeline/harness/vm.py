@@ -168,10 +168,22 @@ def running_state(profile: str, name: str | None = None) -> VmState:
     return state
 
 
+def multiplexing(control_path: Path) -> list[str]:
+    """OpenSSH options sharing one connection among calls (ssh_config(5): ControlMaster,
+    ControlPersist). Under TCG a new connection costs the guest seconds of CPU (sshd's
+    re-exec and key exchange, emulated); polling first boot every 10 s over fresh
+    connections took CPU from the services it waited for. The master goes to the
+    background with its standard streams on /dev/null, so a caller capturing output is not
+    held by it; it ends with the VM's sshd (reboot, power-off) or ``ssh -O exit``."""
+    return ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_path}", "-o", "ControlPersist=300"]
+
+
 def ssh(state: VmState, command: str, *, timeout: float = 60, key: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``command`` as root in the VM; a connection failure is returncode 255."""
+    """Run ``command`` as root in the VM over the VM's shared connection; a connection
+    failure is returncode 255."""
     key = key or BOOT_ROOT / "keys" / "harness_ed25519"
-    cmd = ["ssh", *SSH_OPTIONS, "-i", str(key), "-p", str(state.ssh_port), "root@127.0.0.1", command]
+    cmd = ["ssh", *SSH_OPTIONS, *multiplexing(state.dir / "ssh.sock"), "-i", str(key), "-p", str(state.ssh_port),
+           "root@127.0.0.1", command]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -233,6 +245,8 @@ def stop(profile: str, *, name: str | None = None, timeout: float = 300, say=pri
         say(f"[vm] no VM {boot_name(profile, name)} to stop")
         return
     how = "powered off"
+    subprocess.run(["ssh", "-o", f"ControlPath={state.dir / 'ssh.sock'}", "-O", "exit", "root@127.0.0.1"],
+                   capture_output=True, timeout=30)
     if pid_alive(state.pid):
         monitor(state, "system_powerdown")
         deadline = time.monotonic() + timeout

@@ -6,7 +6,9 @@ import argparse
 import base64
 import json
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,13 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.identity:
         options["ssh_identity_file"] = args.identity
     options["ssh_extra_args"] = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
-    host = testinfra.get_host(args.target, **options)
-    report = Report()
-    print(f"smoke: {args.target}", flush=True)
-    if report.check("target reachable", lambda: host.check_output("true") or None):
-        run_host_checks(host, report)
-        if not args.host_only:
-            run_api_workflow(host, report, outbound_probe=args.outbound_probe)
+    with tempfile.TemporaryDirectory(prefix="smoke-ssh-") as control_dir:
+        control = Path(control_dir) / "ssh.sock"
+        if args.target.startswith("ssh://"):
+            # One connection for the whole run (testinfra's ControlMaster=auto needs a path to
+            # share it): a VM under TCG spends seconds of CPU on every new SSH connection.
+            options["controlpath"] = str(control)
+        host = testinfra.get_host(args.target, **options)
+        report = Report()
+        print(f"smoke: {args.target}", flush=True)
+        try:
+            if report.check("target reachable", lambda: host.check_output("true") or None):
+                run_host_checks(host, report)
+                if not args.host_only:
+                    run_api_workflow(host, report, outbound_probe=args.outbound_probe)
+        finally:
+            if control.exists():
+                subprocess.run(["ssh", "-o", f"ControlPath={control}", "-O", "exit", "smoke-target"],
+                               capture_output=True, timeout=30)
     print(report.summary())
     return 1 if report.failed else 0
 
