@@ -6,6 +6,8 @@ written, so a bad template or value never leaves a half-written tree behind.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,18 @@ def overlay_dir() -> Path:
         if str(candidate) not in ("", ".") and candidate.is_dir():
             return candidate
     raise ApplianceError(f"no overlay templates found (looked in {REPO_OVERLAYS} and {INSTALLED_OVERLAYS})")
+
+
+def rabbitmq_password_hash(password: str) -> str:
+    """RabbitMQ's ``rabbit_password_hashing_sha256`` form, as definitions files carry it:
+    base64(salt ‖ SHA-256(salt ‖ UTF-8 password)) with a 4-byte salt (RabbitMQ docs,
+    "Credentials and Passwords", computing a password hash). The salt is derived from the
+    password, not drawn at random, so rendering twice gives the same file (the configs step
+    re-renders on every run and rewrites only what changed); the password is a generated
+    random secret, so a per-render salt would add nothing."""
+    secret = password.encode("utf-8")
+    salt = hashlib.sha256(b"appliance rabbitmq salt\0" + secret).digest()[:4]
+    return base64.b64encode(salt + hashlib.sha256(salt + secret).digest()).decode("ascii")
 
 
 def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str]) -> dict:
@@ -104,6 +118,7 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         "memcached_servers": f"{client_host('memcached', memcached_port)}:{memcached_port}"
         if profile.has_service("memcached") else f"{controller}:11211",
         "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}",
+        "rabbitmq_password_hash": rabbitmq_password_hash,
         "database_url": database_url,
     }
 

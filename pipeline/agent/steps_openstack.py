@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import migrations
 from .context import AgentContext
+from .steps_infra import amqp_connection
 from .system import enable_and_start, http_answers, run, wait_for
 
 SERVICE_ROLES = ("admin", "service")
@@ -149,7 +150,7 @@ def start_gated(ctx: AgentContext) -> None:
     if not gated:
         return
     queues = ctx.profile.rpc_gate.queues
-    wait_for(f"RPC servers consuming {', '.join(queues)}", lambda: queues_consumed(queues), timeout=300, interval=1)
+    wait_for(f"RPC servers consuming {', '.join(queues)}", lambda: queues_consumed(ctx, queues), timeout=300, interval=1)
     enable_and_start(gated)
 
 
@@ -159,14 +160,24 @@ def apis_answer(ctx: AgentContext) -> None:
         wait_for(f"{endpoint.name} API at {url}", lambda: http_answers(url), timeout=300, interval=0.5)
 
 
-def queues_consumed(queues: tuple[str, ...]) -> bool:
-    out = run(["rabbitmqctl", "-q", "list_queues", "name", "consumers"], timeout=20).stdout
-    consumers = {}
-    for line in out.splitlines():
-        words = line.split()
-        if len(words) == 2 and words[1].isdigit():
-            consumers[words[0]] = int(words[1])
-    return all(consumers.get(queue, 0) > 0 for queue in queues)
+def queues_consumed(ctx: AgentContext, queues: tuple[str, ...]) -> bool:
+    """True once every queue exists and has a consumer: a passive queue.declare answers with
+    the consumer count (AMQP 0-9-1, queue.declare-ok). Asked over AMQP as the OpenStack user,
+    not with rabbitmqctl: each rabbitmqctl call starts an Erlang VM, seconds of CPU on a
+    small host and a minute under emulation, taken from the servers this waits for."""
+    import amqp
+
+    with amqp_connection(ctx) as conn:
+        for queue in queues:
+            channel = conn.channel()
+            try:
+                declared = channel.queue_declare(queue=queue, passive=True)
+            except amqp.exceptions.NotFound:  # not declared yet: its server has not started
+                return False
+            if declared.consumer_count == 0:
+                return False
+            channel.close()
+    return True
 
 
 def services_report_up(ctx: AgentContext) -> None:

@@ -124,3 +124,21 @@ def test_bad_site_defaults_are_refused(value, match):
     data["site_defaults"] = value
     with pytest.raises(ConfigError, match=match):
         parse_profile(data, "test.yaml")
+
+
+@pytest.mark.parametrize("bind, expected", [("management", "10.254.0.10"), ("any", "10.254.0.10"),
+                                            ("loopback", "127.0.0.1")])
+def test_the_agent_asks_rabbitmq_where_its_amqp_listener_is_bound(bind, expected):
+    from pipeline.agent import steps_infra
+
+    data = _zed_data()
+    rabbitmq = next(s for s in data["services"] if s["name"] == "rabbitmq")
+    rabbitmq["ports"] = [{"port": 5672, "bind": bind}, *rabbitmq["ports"][1:]]
+
+    class Ctx:
+        profile = parse_profile(data, "test.yaml")
+
+        class facts:
+            management_ip = "10.254.0.10"
+
+    assert steps_infra.amqp_address(Ctx()) == expected

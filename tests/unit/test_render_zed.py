@@ -219,3 +219,23 @@ def test_listeners_render_at_their_declared_scope(zed):
     assert "ListenStream=\nListenStream=127.0.0.1:4369\n" in epmd
     metadata = zed["/etc/default/nova-api-metadata"].content
     assert 'DAEMON_ARGS="--http-socket 127.0.0.1:8775 --ini /etc/nova/nova-api-metadata-uwsgi.ini"' in metadata
+
+
+def test_rabbitmq_definitions_carry_the_openstack_user_as_a_salted_sha256(tmp_path):
+    import base64
+    import hashlib
+    import json
+
+    site = tmp_path / "site.yaml"
+    site.write_text("secrets: {rabbitmq_password: fixed-amqp-secret}\n")
+    render_site("bookworm-zed", site, tmp_path / "out")
+    conf = (tmp_path / "out/etc/rabbitmq/rabbitmq.conf").read_text()
+    assert "load_definitions = /etc/rabbitmq/definitions.json" in conf
+    definitions = json.loads((tmp_path / "out/etc/rabbitmq/definitions.json").read_text())
+    assert "fixed-amqp-secret" not in json.dumps(definitions)
+    (user,) = definitions["users"]
+    assert user["name"] == "openstack" and user["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    raw = base64.b64decode(user["password_hash"])
+    assert len(raw) == 4 + 32 and raw[4:] == hashlib.sha256(raw[:4] + b"fixed-amqp-secret").digest()
+    assert definitions["permissions"] == [{"user": "openstack", "vhost": "/", "configure": ".*", "write": ".*",
+                                           "read": ".*"}]
