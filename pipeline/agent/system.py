@@ -154,17 +154,32 @@ def wait_units(units: list[str], *, timeout: float, states: Callable[[list[str]]
 
 
 def enable_and_start(units: list[str], *, timeout: float = 900) -> None:
-    """Unmask, enable and start units, then wait until every one is up (see wait_units).
+    """Unmask, enable (those still disabled) and start units, then wait until every one is
+    up (see wait_units).
 
-    They are started together without blocking so systemd overlaps their start-up; the
-    wait is ours, so a slow start on a loaded host is waited for, not failed. A failure
-    left from an earlier run is reset first, so "failed" can only mean this start failed.
+    The image ships them enabled under a mask (elements/appliance-service-base), so
+    normally only the unmask's daemon-reload is left; `systemctl enable` costs another
+    reload and, for a unit with a SysV script, Debian's update-rc.d. They are started
+    together without blocking so systemd overlaps their start-up; the wait is ours, so a
+    slow start on a loaded host is waited for, not failed. A failure left from an earlier
+    run is reset first, so "failed" can only mean this start failed. The wait polls every
+    patience() seconds: each poll runs systemctl twice, which costs an emulated guest the
+    CPU its services are loading with.
     """
     systemctl("unmask", *units, check=False)
-    systemctl("enable", *units)
+    disabled = units_disabled(units)
+    if disabled:
+        systemctl("enable", *disabled)
     systemctl("reset-failed", *units, check=False)
     systemctl("start", "--no-block", *units)
-    wait_units(units, timeout=timeout * patience())
+    wait_units(units, timeout=timeout * patience(), sleep=lambda _: time.sleep(patience()))
+
+
+def units_disabled(units: list[str]) -> list[str]:
+    """The units `systemctl is-enabled` calls "disabled" (one answer line per unit, in order;
+    static, indirect, generated and enabled ones need no enabling)."""
+    out = subprocess.run(["systemctl", "is-enabled", *units], capture_output=True, text=True).stdout
+    return [u for u, state in zip(units, out.splitlines()) if state.strip() == "disabled"]
 
 
 def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, interval: float = 1.0) -> float:

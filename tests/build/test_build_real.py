@@ -48,6 +48,10 @@ def test_bookworm_zed_build_produces_bootable_artifacts(appliance_image, tmp_pat
         held = (root / "usr/share/appliance/held-units").read_text().split()
         assert "nova-compute.service" in held and "mariadb.service" in held
         assert all(os.readlink(root / "etc/systemd/system" / unit) == "/dev/null" for unit in held)
+        # Enabled under the mask: first boot only unmasks (no enable, no update-rc.d).
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        assert all((wants / unit).is_symlink() for unit in ("nova-compute.service", "mariadb.service",
+                                                            "neutron-l3-agent.service"))
         assert (root / "usr/share/appliance/profile.yaml").is_file()
         assert (root / "usr/share/appliance/overlays/etc/nova").is_dir()
         assert (root / "var/lib/appliance/images/lxc-rootfs.img.zst").stat().st_size > 10 << 20
