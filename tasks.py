@@ -77,12 +77,14 @@ def _build(profile):
             "vm": "boot appliance.qcow2 under qemu instead (KVM if it works, else TCG; a throwaway overlay; the "
                   "site config on a NoCloud volume; SSH and the APIs forwarded to 127.0.0.1)",
             "memory": "--vm: guest memory in MiB (default 4096)", "cpus": "--vm: vCPUs (default 2)",
+            "disk": "--vm: disk size in GiB (default 20): the root filesystem grows to it at first boot and "
+                    "instances' disks and images live there",
             "firmware": "--vm: bios or uefi (default bios; uefi uses OVMF, no Secure Boot)",
             "port": "--vm: first of 6 consecutive host ports for SSH, 5000, 8774, 8778, 9292, 9696 "
                     "(default: the first free run in 2300-2399)"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
-         restart=False, memory=4096, cpus=2, firmware="bios", port=None):
+         restart=False, memory=4096, cpus=2, firmware="bios", port=None, disk=20):
     """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
     --vm under qemu; --stop tears it down, --restart reboots it on the same disk."""
     from pipeline.harness import local
@@ -97,7 +99,8 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
             qemu_vm.stop(profile)
             return
         state = qemu_vm.boot(profile, ARTIFACTS, site=Path(site) if site else None, memory_mb=int(memory),
-                             cpus=int(cpus), firmware=firmware, port=int(port) if port else None)
+                             cpus=int(cpus), firmware=firmware, port=int(port) if port else None,
+                             disk_gb=int(disk))
         if wait:
             qemu_vm.wait_for_first_boot(state)
         return

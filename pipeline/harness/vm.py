@@ -86,9 +86,24 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+DEFAULT_DISK_GB = 20
+
+
+def image_virtual_size(image: Path) -> int:
+    """Bytes the image's disk holds (``qemu-img info``'s virtual-size)."""
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(image)], capture_output=True, text=True, check=True)
+    return int(json.loads(info.stdout)["virtual-size"])
+
+
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: int = 4096, cpus: int = 2,
-         firmware: str = "bios", port: int | None = None, name: str | None = None, say=print) -> VmState:
-    """Start the VM in the background; return once qemu runs (not once it has booted)."""
+         firmware: str = "bios", port: int | None = None, name: str | None = None, disk_gb: int = DEFAULT_DISK_GB,
+         say=print) -> VmState:
+    """Start the VM in the background; return once qemu runs (not once it has booted).
+
+    ``disk_gb``: the VM's disk in GiB (the overlay's virtual size; qcow2 takes host space
+    only as the guest writes). The image's root partition grows to it at first boot; the
+    rest is where instances' disks and Glance's images live (Placement's DISK_GB), so
+    the image's own size (4 GiB, about 0.6 free) leaves no room for instances."""
     if firmware not in qemu.FIRMWARES:
         raise ApplianceError(f"--firmware {firmware}: expected one of {', '.join(qemu.FIRMWARES)}")
     ensure_commands(HOST_TOOLS)
@@ -97,6 +112,9 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     image = artifacts / profile / "appliance.qcow2"
     if not image.is_file():
         raise ApplianceError(f"{image} does not exist; run `./inv build` first")
+    if disk_gb * 2**30 < image_virtual_size(image):
+        raise ApplianceError(f"--disk {disk_gb}: smaller than the image's disk "
+                             f"({image_virtual_size(image) / 2**30:.1f} GiB); give at least that")
     state_dir = vm_state_dir(profile, name)
     old = VmState.load(state_dir)
     if old is not None and pid_alive(old.pid):
@@ -111,7 +129,7 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     seed = cidata.write_seed(state_dir / "seed.img", cidata.seed_files(seed_yaml, f"appliance-{time.time_ns()}"))
     overlay = state_dir / "overlay.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.resolve()),
-                    str(overlay)], check=True)
+                    str(overlay), f"{disk_gb}G"], check=True)
     uefi_vars = None
     if firmware == "uefi":
         uefi_vars = state_dir / "OVMF_VARS.fd"
@@ -133,7 +151,8 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     state.pid = int(spec.pidfile.read_text().strip())
     state.started_at = time.time()
     state.save()
-    say(f"[vm] {state.name}: {image.name} under qemu ({accel}, {firmware}, {cpus} vCPUs, {memory_mb} MiB), "
+    say(f"[vm] {state.name}: {image.name} under qemu ({accel}, {firmware}, {cpus} vCPUs, {memory_mb} MiB, "
+        f"{disk_gb} GiB disk), "
         f"pid {state.pid}; console: {spec.console_log}")
     say("[vm] forwarded on 127.0.0.1: " + ", ".join(f"{h}->{g}" for g, h in ports.items()))
     say(f"[vm] reach it: ssh -i {key} -p {state.ssh_port} root@127.0.0.1")

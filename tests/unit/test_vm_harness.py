@@ -150,3 +150,30 @@ def test_root_keys_added_once_and_existing_lines_kept(tmp_path):
 def test_root_keys_none_writes_nothing(tmp_path):
     authorize_root_keys((), home=tmp_path)
     assert not (tmp_path / ".ssh").exists()
+
+
+def test_vm_ssh_shares_one_connection_per_vm(monkeypatch, tmp_path):
+    from pipeline.harness import vm
+
+    seen = []
+    monkeypatch.setattr(vm.subprocess, "run", lambda cmd, **kw: seen.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        vm.ssh(vm.VmState(name=name, image="x", state_dir=str(tmp_path / name), ports={"22": 2300}), "true")
+    paths = [next(arg for arg in cmd if arg.startswith("ControlPath=")) for cmd in seen]
+    assert paths == [f"ControlPath={tmp_path / 'a' / 'ssh.sock'}", f"ControlPath={tmp_path / 'b' / 'ssh.sock'}"]
+    assert all("ControlMaster=auto" in cmd for cmd in seen)
+
+
+def test_vm_disk_smaller_than_the_image_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    from pipeline.errors import ApplianceError
+    from pipeline.harness import vm
+
+    image = tmp_path / "bookworm-zed" / "appliance.qcow2"
+    image.parent.mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "5G"], check=True)
+    monkeypatch.setattr(vm, "BOOT_ROOT", tmp_path / "boot")
+    monkeypatch.setattr(vm, "ensure_commands", lambda commands: None)
+    with pytest.raises(ApplianceError, match=r"--disk 4: smaller than the image's disk \(5.0 GiB\)"):
+        vm.boot("bookworm-zed", tmp_path, disk_gb=4, say=lambda line: None)
+    assert not (tmp_path / "boot").exists()
