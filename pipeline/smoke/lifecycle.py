@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pipeline.smoke.guest import as_instance_root, ssh_argv
+from pipeline.smoke.guest import as_instance_root, patience, ssh_argv
 
 INSTANCE = "lxc_lifecycle"
 REFUSED_WITHIN = 10.0  # s: "at once"; Nova's policy check answers in well under a second
@@ -117,7 +117,7 @@ def emit(name, passed, seconds, detail, outcome=""):
 
 
 def sh(cmd, timeout=60, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * patience(), **kw)
 
 
 class Lifecycle:
@@ -144,12 +144,14 @@ class Lifecycle:
         server = lxc.compute.create_server(
             name=INSTANCE, flavor_id=self.flavor.id, image_id=self.image.id, networks=[{"uuid": self.network.id}],
             key_name=self.site.keypair_name)
-        self.server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+        self.server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
+                                                  wait=300 * patience())
         self.ip = [a["addr"] for a in self.server.addresses[self.network.name] if a.get("version") == 4][0]
         self.ports = {p.id for p in self.admin.network.ports(device_id=self.server.id)}
         self.wait_ssh()
 
     def wait_ssh(self, timeout=120):
+        timeout *= patience()
         argv = ssh_argv(f"qdhcp-{self.network.id}", self.ip, as_instance_root("true"))
         start = time.monotonic()
         while time.monotonic() - start < timeout:
@@ -160,6 +162,7 @@ class Lifecycle:
 
     def settled(self, expect, timeout=SETTLE):
         """Poll until no task state is set; the instance must then be in ``expect``."""
+        timeout *= patience()
         start = time.monotonic()
         while True:
             server = self.lxc.compute.get_server(self.server.id)
