@@ -11,7 +11,7 @@ import time
 
 from pipeline.smoke.escape_probes import run_escape_probes
 from pipeline.smoke.floating_ips import floating_ip_checks
-from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, sh, ssh_cmd, wait
+from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, patience, sh, ssh_cmd, wait
 
 INSTANCE = "lxc_instance"
 # A second instance from the same image: its machine-id must differ from the first's.
@@ -98,7 +98,7 @@ def main(argv=None):
         """Create a server with user_data (text) and wait for ACTIVE; returns it."""
         for old in lxc.compute.servers(name=name):
             lxc.compute.delete_server(old)
-            lxc.compute.wait_for_delete(old, wait=120)
+            lxc.compute.wait_for_delete(old, wait=120 * patience())
         network = lxc.network.find_network(site.network.name)
         request = dict(
             name=name, flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
@@ -112,7 +112,7 @@ def main(argv=None):
             made = list(lxc.compute.servers(name=name))
             server = made[0] if made else lxc.compute.create_server(**request)
         state["network"] = network
-        return lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+        return lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300 * patience())
 
     def create():
         state["created"] = time.monotonic()
@@ -224,7 +224,7 @@ def main(argv=None):
         for each in servers:
             lxc.compute.delete_server(each)
         for each in servers:
-            lxc.compute.wait_for_delete(each, interval=1, wait=180)
+            lxc.compute.wait_for_delete(each, interval=1, wait=180 * patience())
         leftover = [line for line in sh(["losetup", "-l", "-n"]).stdout.splitlines()
                     if any(each.id in line for each in servers)]
         assert not leftover, f"loop device still attached: {leftover}"

@@ -136,7 +136,7 @@ class Lifecycle:
         lxc = self.lxc
         for old in lxc.compute.servers(name=INSTANCE):
             lxc.compute.delete_server(old)
-            lxc.compute.wait_for_delete(old, wait=120)
+            lxc.compute.wait_for_delete(old, wait=120 * patience())
         self.network = lxc.network.find_network(self.site.network.name)
         self.image = lxc.image.find_image(self.site.image_name)
         self.flavor = lxc.compute.find_flavor(self.site.flavors[0].name)
@@ -222,7 +222,7 @@ class Lifecycle:
         server_id = self.server.id
         response = self.call(Action("force delete", {"forceDelete": None}))
         assert response.status_code == 202, f"forceDelete: HTTP {response.status_code}: {_message(response)}"
-        self.lxc.compute.wait_for_delete(self.server, interval=1, wait=180)
+        self.lxc.compute.wait_for_delete(self.server, interval=1, wait=180 * patience())
         problems = []
         new_images = {i.id: i.name for i in self.admin.image.images()}
         leaked = {k: v for k, v in new_images.items() if k not in self.images_before}
