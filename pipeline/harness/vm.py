@@ -112,9 +112,10 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     image = artifacts / profile / "appliance.qcow2"
     if not image.is_file():
         raise ApplianceError(f"{image} does not exist; run `./inv build` first")
-    if disk_gb * 2**30 < image_virtual_size(image):
-        raise ApplianceError(f"--disk {disk_gb}: smaller than the image's disk "
-                             f"({image_virtual_size(image) / 2**30:.1f} GiB); give at least that")
+    image_bytes = image_virtual_size(image)
+    if disk_gb * 2**30 < image_bytes:
+        raise ApplianceError(f"--disk {disk_gb}: smaller than the image's disk ({image_bytes / 2**30:.1f} GiB); "
+                             "give at least that")
     state_dir = vm_state_dir(profile, name)
     old = VmState.load(state_dir)
     if old is not None and pid_alive(old.pid):
