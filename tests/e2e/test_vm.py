@@ -13,6 +13,7 @@ TCG those add over half an hour (README, "The appliance as a VM"), beyond what a
 CI run holds beside the rest; `invoke bench --vm` measures them.
 """
 
+import functools
 import json
 import shlex
 import subprocess
@@ -57,9 +58,15 @@ def collect(state, dest):
         (dest / "console.log").write_bytes(console.read_bytes())
 
 
+@functools.lru_cache(maxsize=1)
+def accelerator():
+    """The harness's choice for the image, probed once per run (the KVM probe boots it: ~20 s)."""
+    return qemu.accelerator(ARTIFACTS / PROFILE / "appliance.qcow2")
+
+
 def full_path():
     """The smoke with instances and the reboot: where KVM runs the image, or when asked."""
-    if qemu.accelerator(ARTIFACTS / PROFILE / "appliance.qcow2") == qemu.TCG and not os.environ.get("APPLIANCE_TEST_VM_FULL"):
+    if accelerator() == qemu.TCG and not os.environ.get("APPLIANCE_TEST_VM_FULL"):
         pytest.skip("needs KVM that runs the image (the probe fell back to TCG): under TCG the smoke with "
                     "instances and a reboot add over 30 min; APPLIANCE_TEST_VM_FULL=1 runs them anyway")
 
