@@ -5,7 +5,9 @@ package) and prints one JSON object per line:
 
     python3 - memory              the appliance's processes: summed RSS and PSS
     python3 - instances RUNS      RUNS x (create -> ACTIVE, -> SSH banner, -> ping, delete -> gone)
-    python3 - burst COUNT         COUNT instances in one request: all ACTIVE, failures, peak memory
+    python3 - burst COUNT [keep] [WAIT_S]
+                                  COUNT instances in one request: all ACTIVE, failures, peak memory;
+                                  waits WAIT_S seconds (default 900) for all to settle
 """
 
 import json
@@ -84,7 +86,8 @@ def memory():
 def connect(cloud):
     import openstack
 
-    conn = openstack.connect(cloud=cloud, api_timeout=120, connect_retries=3)
+    # 600 s: a TCG VM spawning ten instances answered Nova API calls after more than 120 s.
+    conn = openstack.connect(cloud=cloud, api_timeout=600, connect_retries=3)
     conn.authorize()
     return conn
 
@@ -211,7 +214,7 @@ def _bench_flavor(admin):
     return flavor
 
 
-def burst(count, keep=False):
+def burst(count, keep=False, wait=900.0):
     """``keep``: leave the instances running (the VM bench measures memory with them and
     reboots with them)."""
     config = site()
@@ -229,7 +232,7 @@ def burst(count, keep=False):
     start = time.monotonic()
     conn.compute.create_server(**request)
     states = {}
-    while time.monotonic() - start < 900:
+    while time.monotonic() - start < wait:
         states = {s.id: s.status for s in conn.compute.servers(name=f"^{prefix}")}
         if len(states) >= count and all(v in ("ACTIVE", "ERROR") for v in states.values()):
             break
@@ -261,7 +264,9 @@ def main(argv):
     elif command == "instances":
         instances(int(argv[2]))
     elif command == "burst":
-        burst(int(argv[2]), keep=argv[3:] == ["keep"])
+        rest = argv[3:]
+        waits = [float(arg) for arg in rest if arg != "keep"]
+        burst(int(argv[2]), keep="keep" in rest, wait=waits[0] if waits else 900.0)
     else:
         raise SystemExit(f"unknown probe {command!r}")
 

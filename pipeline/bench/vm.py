@@ -20,6 +20,13 @@ from ..harness import vm
 PROBE = Path(__file__).with_name("probe.py")
 BENCH_NAME = "bench-vm"
 
+
+def burst_wait_s(state: vm.VmState) -> float:
+    """Seconds the burst probe waits for its instances to settle: 900 under KVM, 4x that
+    under TCG (the agent's emulation patience)."""
+    return 900.0 if state.accel.startswith("kvm") else 3600.0
+
+
 # Ready after a reboot: every Nova service up, no Neutron agent dead, no instance of the
 # lxc project still coming back.
 READY_AFTER_REBOOT = (
@@ -94,7 +101,8 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
         bench.add("VM: idle memory, RSS summed", idle["rss_mib"], "MiB")
         bench.add("VM: MemAvailable, idle", mem_available_mib(state), "MiB")
         if burst:
-            result = run_probe(state, "burst", str(burst), "keep")[0]
+            # Ten spawns under TCG each copy and uid-shift a root file system: minutes, not seconds.
+            result = run_probe(state, "burst", str(burst), "keep", str(burst_wait_s(state)))[0]
             bench.add(f"VM: {burst} instances (128 MB) → all ACTIVE", result["all_active_s"])
             bench.add(f"VM: {burst} instances, failed", result["failed"], "count")
             bench.add(f"VM: MemAvailable, {burst} instances", mem_available_mib(state), "MiB")
