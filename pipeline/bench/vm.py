@@ -51,6 +51,13 @@ def mem_available_mib(state: vm.VmState) -> float:
     return round(int(out[1]) / 1024, 1)
 
 
+def swap_used_mib(state: vm.VmState) -> float:
+    """Swap in use (the zram device of elements/appliance-zram), MiB of uncompressed pages."""
+    fields = dict(line.split(":", 1) for line in vm.ssh(state, "grep ^Swap /proc/meminfo", timeout=120).stdout.splitlines())
+    kib = int(fields["SwapTotal"].split()[0]) - int(fields["SwapFree"].split()[0])
+    return round(kib / 1024, 1)
+
+
 def oom_kills(state: vm.VmState) -> int:
     out = vm.ssh(state, "journalctl -k -b --no-pager -o cat | grep -c -e 'Out of memory' -e oom-kill || true",
                  timeout=120).stdout.strip()
@@ -102,10 +109,12 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
         bench.add("VM: MemAvailable, idle", mem_available_mib(state), "MiB")
         if burst:
             # Ten spawns under TCG each copy and uid-shift a root file system: minutes, not seconds.
-            result = run_probe(state, "burst", str(burst), "keep", str(burst_wait_s(state)))[0]
+            wait = burst_wait_s(state)
+            result = run_probe(state, "burst", str(burst), "keep", str(wait), timeout=wait + 1800)[0]
             bench.add(f"VM: {burst} instances (128 MB) → all ACTIVE", result["all_active_s"])
             bench.add(f"VM: {burst} instances, failed", result["failed"], "count")
             bench.add(f"VM: MemAvailable, {burst} instances", mem_available_mib(state), "MiB")
+            bench.add(f"VM: swap used (zram), {burst} instances", swap_used_mib(state), "MiB")
             bench.event(f"VM boot {index}: {burst} instances: {result['active']} ACTIVE, {result['failed']} failed, "
                         f"{result['all_active_s']} s")
         bench.add("VM: OOM kills", oom_kills(state), "count")  # before the reboot: -b is this boot

@@ -21,6 +21,7 @@ ELEMENTS_DIR = REPO_ROOT / "elements"
 # no element.
 SERVICE_ELEMENTS: dict[str, str] = {
     "host": "appliance-host",
+    "zram": "appliance-zram",
     "mariadb": "appliance-mariadb",
     "rabbitmq": "appliance-rabbitmq",
     "memcached": "appliance-memcached",
