@@ -4,7 +4,7 @@ appliance host itself, outbound NAT through the uplink, security groups enforced
 import json
 import time
 
-from pipeline.smoke.guest import check, sh, ssh_cmd, wait
+from pipeline.smoke.guest import check, sh, ssh_cmd, ssh_outcome, wait
 
 NO_SSH_GROUP = "smoke-no-ssh"
 
@@ -81,16 +81,19 @@ def security_group_enforced(lxc, server, user, address):
         # itself were seen to pass for up to ~120 s after (the TCP TIME_WAIT timeout of
         # conntrack); wait out that much.
         refused = time.monotonic()
-        wait("SSH refused under the ICMP-only group", lambda: sh(ssh, timeout=20).returncode != 0, timeout=200)
+        # Refused is a failure within ConnectTimeout; a hung attempt was connected before the
+        # change reached the agent, so it does not count.
+        wait("SSH refused under the ICMP-only group", lambda: ssh_outcome(ssh) == "failed", timeout=200)
         refused = time.monotonic() - refused
         # Fails only if SSH answers again within 10 s: the rule change did not flap.
         for _ in range(3):
-            assert sh(ssh, timeout=20).returncode != 0, "SSH answered under a group without a TCP 22 rule"
+            outcome = ssh_outcome(ssh)
+            assert outcome == "failed", f"SSH {outcome} (TCP 22 reached the instance) under a group without a TCP 22 rule"
         assert sh(["ping", "-c1", "-W2", address]).returncode == 0, "the floating IP stopped answering ping"
     finally:
         lxc.compute.add_security_group_to_server(server, {"name": "default"})
         lxc.compute.remove_security_group_from_server(server, group)
-        wait("SSH back with the default group", lambda: sh(ssh_cmd(user, address, "true"), timeout=20).returncode == 0,
+        wait("SSH back with the default group", lambda: ssh_outcome(ssh_cmd(user, address, "true")) == "ran",
              timeout=60)
         lxc.network.delete_security_group(group)
     return f"SSH refused after {refused:.0f} s, ping answered; restored"

@@ -59,6 +59,18 @@ def ssh_cmd(user, address, command, netns=None, timeout=5):
             "-o", f"ConnectTimeout={timeout}", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
             f"{user}@{address}", command]
 
+
+def ssh_outcome(cmd, timeout=20):
+    """What the ssh command ``cmd`` did: "ran" (its remote command exited 0), "failed" (ssh or
+    the command exited non-zero) or "hung" (still running after ``timeout`` s × patience: the
+    TCP connection was made, then went silent, as when a security group change cuts it during
+    the key exchange)."""
+    try:
+        return "ran" if sh(cmd, timeout=timeout).returncode == 0 else "failed"
+    except subprocess.TimeoutExpired:
+        return "hung"
+
+
 def ssh_argv(namespace, ip, remote, user=LOGIN_USER):
     """ssh from the DHCP namespace to an instance as its login user, running ``remote``."""
     return ssh_cmd(user, ip, remote, netns=namespace)
