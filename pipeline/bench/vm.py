@@ -22,9 +22,11 @@ BENCH_NAME = "bench-vm"
 
 
 def burst_wait_s(state: vm.VmState) -> float:
-    """Seconds the burst probe waits for its instances to settle: 900 under KVM, 4x that
-    under TCG (the agent's emulation patience)."""
-    return 900.0 if state.accel.startswith("kvm") else 3600.0
+    """Seconds the burst probe waits for its instances to settle: 900 under KVM, times the
+    agent's EMULATION_PATIENCE under TCG (3600)."""
+    from ..agent.system import EMULATION_PATIENCE
+
+    return 900.0 if state.accel.startswith("kvm") else 900.0 * EMULATION_PATIENCE
 
 
 # Ready after a reboot: every Nova service up, no Neutron agent dead, no instance of the
