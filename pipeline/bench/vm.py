@@ -48,16 +48,20 @@ def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict
     return lines
 
 
+def meminfo_kib(state: vm.VmState) -> dict[str, int]:
+    """/proc/meminfo inside the VM: field name -> kiB."""
+    out = vm.ssh(state, "cat /proc/meminfo", timeout=120).stdout
+    return {name: int(rest.split()[0]) for name, rest in (line.split(":", 1) for line in out.splitlines())}
+
+
 def mem_available_mib(state: vm.VmState) -> float:
-    out = vm.ssh(state, "grep MemAvailable: /proc/meminfo", timeout=120).stdout.split()
-    return round(int(out[1]) / 1024, 1)
+    return round(meminfo_kib(state)["MemAvailable"] / 1024, 1)
 
 
 def swap_used_mib(state: vm.VmState) -> float:
     """Swap in use (the zram device of elements/appliance-zram), MiB of uncompressed pages."""
-    fields = dict(line.split(":", 1) for line in vm.ssh(state, "grep ^Swap /proc/meminfo", timeout=120).stdout.splitlines())
-    kib = int(fields["SwapTotal"].split()[0]) - int(fields["SwapFree"].split()[0])
-    return round(kib / 1024, 1)
+    fields = meminfo_kib(state)
+    return round((fields["SwapTotal"] - fields["SwapFree"]) / 1024, 1)
 
 
 def oom_kills(state: vm.VmState) -> int:
