@@ -35,13 +35,17 @@ class HostFacts:
     hostname: str
     management_ip: str
     overlay_ip: str
+    # How many times longer than on real hardware a bound of the appliance must allow: 1 on
+    # hardware, KVM and in a container; more under full emulation (agent.system.patience).
+    patience: float = 1.0
 
     @classmethod
     def from_site(cls, site: SiteConfig, *, hostname: str = PREVIEW_HOSTNAME,
-                  management_ip: str = PREVIEW_IP) -> "HostFacts":
+                  management_ip: str = PREVIEW_IP, patience: float = 1.0) -> "HostFacts":
         """Site values win; the keyword arguments are what was detected (or a preview)."""
         ip = site.management_ip or management_ip
-        return cls(hostname=site.hostname or hostname, management_ip=ip, overlay_ip=site.overlay_ip or ip)
+        return cls(hostname=site.hostname or hostname, management_ip=ip, overlay_ip=site.overlay_ip or ip,
+                   patience=patience)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Host facts the site config may leave open: host name and management address."""
+"""Host facts the site config may leave open: host name and management address; and how
+slow the machine is (emulated or not)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..errors import ApplianceError
 from ..render import HostFacts
 from ..site import SiteConfig
+from .system import patience
 
 DEFAULT_HOSTNAME = "controller"
 
@@ -71,9 +73,9 @@ def management_network(site: SiteConfig) -> tuple[str, ipaddress.IPv4Interface] 
 def detect_facts(site: SiteConfig) -> HostFacts:
     hostname = site.hostname or detect_hostname()
     if site.management_ip:
-        return HostFacts.from_site(site, hostname=hostname)
+        return HostFacts.from_site(site, hostname=hostname, patience=patience())
     _, ip = pick_management_address(_ip_json("route"), _ip_json("addr"), site.management_interface)
-    return HostFacts.from_site(site, hostname=hostname, management_ip=ip)
+    return HostFacts.from_site(site, hostname=hostname, management_ip=ip, patience=patience())
 
 
 def save_facts(facts: HostFacts, path: Path) -> None:

@@ -239,3 +239,14 @@ def test_rabbitmq_definitions_carry_the_openstack_user_as_a_salted_sha256(tmp_pa
     assert len(raw) == 4 + 32 and raw[4:] == hashlib.sha256(raw[:4] + b"fixed-amqp-secret").digest()
     assert definitions["permissions"] == [{"user": "openstack", "vhost": "/", "configure": ".*", "write": ".*",
                                            "read": ".*"}]
+
+
+@pytest.mark.parametrize("patience, timeout", [(1.0, "30"), (4.0, "120"), (2.5, "75")])
+def test_guest_shutdown_timeout_scales_with_the_machines_slowness(patience, timeout):
+    """libvirt-guests gives the instances the profile's guest_shutdown_timeout (30 s) on real
+    hardware and that many times longer on an emulated machine (host fact ``patience``)."""
+    profile = load_profile("bookworm-zed")
+    site = load_site(None)
+    files = render_files(profile, site, HostFacts.from_site(site, patience=patience), placeholder_secrets(profile))
+    text = next(f.content for f in files if f.spec.path == "/etc/default/libvirt-guests")
+    assert re.search(r"^SHUTDOWN_TIMEOUT=(\S+)$", text, re.M).group(1) == timeout
