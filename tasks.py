@@ -202,18 +202,22 @@ def e2e(c, profile=DEFAULT_PROFILE):
             "from_tree": "boot as `boot --from-tree` does (this checkout's agent, overlays, guest image)",
             "vm": "boot the qcow2 under qemu instead (each boot: boot → ready, idle PSS and MemAvailable in the VM, "
                   "--burst instances kept (default 10) with MemAvailable, reboot → ready)",
-            "memory": "--vm: guest memory in MiB (default 4096)"})
+            "memory": "--vm: guest memory in MiB (default 4096)",
+            "firmware": "--vm: bios (SeaBIOS, default) or uefi (OVMF)"})
 @operator_errors
 def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, settle=30, from_tree=False, vm=False,
-          memory=4096):
+          memory=4096, firmware="bios"):
     """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
     from pipeline.bench.run import run_bench
 
     if vm and from_tree:
         raise Exit("error: --from-tree is for the container harness, not --vm", code=2)
+    if firmware != "bios" and not vm:
+        raise Exit("error: --firmware is for --vm; the container harness has no firmware", code=2)
     burst = int(burst) if burst is not None else (10 if vm else 20)
     run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=burst,
-              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree, vm=vm, vm_memory_mb=int(memory))
+              build_runs=int(builds), settle_s=float(settle), from_tree=from_tree, vm=vm, vm_memory_mb=int(memory),
+              vm_firmware=firmware)
 
 
 @task(help={"k": "only tests matching this pytest -k expression",

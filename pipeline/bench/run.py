@@ -177,10 +177,15 @@ def _say(line: str) -> None:
 
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
               build_runs: int = 1, settle_s: float = 30, from_tree: bool = False, vm: bool = False,
-              vm_memory_mb: int = 4096, say=_say) -> Path:
+              vm_memory_mb: int = 4096, vm_firmware: str = "bios", say=_say) -> Path:
     from ..profiles import load_profile
 
     load_profile(profile)  # an unknown profile fails here, before anything slow
+    if vm:
+        from ..harness.qemu import FIRMWARES
+
+        if vm_firmware not in FIRMWARES:  # and so does a firmware qemu cannot boot
+            raise ApplianceError(f"bench option firmware: expected one of {', '.join(FIRMWARES)}, got {vm_firmware!r}")
     options = {"boots": boots, "creates": creates, "burst": burst, "build_runs": build_runs, "settle_s": settle_s,
                "vm_memory_mb": vm_memory_mb}
     for name, value in options.items():
@@ -197,13 +202,14 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
             if vm:
                 from .vm import one_vm_boot
 
-                one_vm_boot(bench, index, burst=burst, settle_s=settle_s, memory_mb=vm_memory_mb, firmware="bios")
+                one_vm_boot(bench, index, burst=burst, settle_s=settle_s, memory_mb=vm_memory_mb, firmware=vm_firmware)
             else:
                 bench.one_boot(index, creates=creates, burst=burst, settle_s=settle_s)
     finally:
         # A bench of uncommitted changes must say so: the figures are not the commit's.
         data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True),
-                      options={**options, "from_tree": from_tree, "vm": vm},
+                      options={**options, "from_tree": from_tree, "vm": vm,
+                               **({"vm_firmware": vm_firmware} if vm else {})},
                       started=started,
                       events=bench.events)
         path = write_record(data, artifacts / "bench")

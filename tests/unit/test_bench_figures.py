@@ -1,6 +1,9 @@
 """The bench's arithmetic and record: summaries, verdicts against targets, the JSON file, the table."""
 
 import json
+import re
+
+import pytest
 
 from pipeline.bench.figures import Figure, Figures, record, table, write_record
 
@@ -48,18 +51,21 @@ def test_table_lists_each_figure_with_its_verdict():
     assert lines[2].startswith("delete → gone") and "3.1" in lines[2]
 
 
-def test_bench_rejects_bad_options_before_doing_anything(tmp_path):
-    import pytest
+BAD_BENCH_OPTIONS = [  # (profile, options, the one line expected)
+    ("nope", {}, "unknown profile 'nope'"),
+    ("bookworm-zed", {"boots": -1}, "bench option boots: expected 0 or more, got -1"),
+    ("bookworm-zed", {"boots": 1, "build_runs": 0}, "no built image"),
+    ("bookworm-zed", {"vm": True, "vm_firmware": "coreboot"}, "bench option firmware: expected one of bios, uefi, got 'coreboot'"),
+]
 
+
+@pytest.mark.parametrize("profile, options, message", BAD_BENCH_OPTIONS)
+def test_bench_rejects_bad_options_before_doing_anything(tmp_path, profile, options, message):
     from pipeline.bench.run import run_bench
     from pipeline.errors import ApplianceError
 
-    with pytest.raises(ApplianceError, match="unknown profile 'nope'"):
-        run_bench("nope", tmp_path)
-    with pytest.raises(ApplianceError, match="bench option boots: expected 0 or more, got -1"):
-        run_bench("bookworm-zed", tmp_path, boots=-1)
-    with pytest.raises(ApplianceError, match="no built image"):
-        run_bench("bookworm-zed", tmp_path, boots=1, build_runs=0)
+    with pytest.raises(ApplianceError, match=re.escape(message)):
+        run_bench(profile, tmp_path, **options)
     assert not (tmp_path / "bench").exists()  # nothing ran, so no record claims a run
 
 
