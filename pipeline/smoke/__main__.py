@@ -18,12 +18,22 @@ from .report import Report, Result
 WORKFLOW = Path(__file__).with_name("api_workflow.py")
 
 
+def target_patience(host) -> float:
+    """The target's slowness factor, as its own agent computes it (4 under full emulation):
+    the workflow's waits scale by it inside the appliance, so its bound here must too."""
+    from pipeline.agent.system import patience_for
+
+    return patience_for(host.run("systemd-detect-virt --vm").stdout.strip())
+
+
 def run_api_workflow(host, report: Report, timeout: int = 1200, outbound_probe: str | None = None) -> None:
-    """Send the workflow's source over the connection and run it on the appliance."""
+    """Send the workflow's source over the connection and run it on the appliance, for at
+    most ``timeout`` seconds times the target's slowness (a TCG VM needed 1014 s of 1200)."""
     payload = base64.b64encode(WORKFLOW.read_bytes()).decode()
     start = time.monotonic()
     args = f" --outbound-probe {shlex.quote(outbound_probe)}" if outbound_probe else ""
-    result = host.run(f"echo {payload} | base64 -d | timeout {timeout} python3 -{args}")
+    bound = round(timeout * target_patience(host))
+    result = host.run(f"echo {payload} | base64 -d | timeout {bound} python3 -{args}")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     for line in lines:
         data = json.loads(line)
