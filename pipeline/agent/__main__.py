@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
     status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
     sub.add_parser("external-network", help="set up the external network's host side (bridge, NAT); run at every boot")
+    sub.add_parser("dhcp", help="wait until every network the DHCP agent served has its DHCP server, restarting "
+                                "the agent if Neutron gave up; run at every boot")
     migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
     migrate.add_argument("--profile", default=str(Paths().profile), help="the profile YAML installed in the image")
     image = sub.add_parser("image", help="Glance images for LXC instances")
@@ -51,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             from .external import converge_from_state
 
             return converge_from_state(ctx)
+        if args.command == "dhcp":
+            from .dhcp import ensure_served_at_boot
+            from .system import systemctl
+
+            ensure_served_at_boot(lambda: systemctl("restart", "neutron-dhcp-agent"), say)
+            return 0
         if args.command == "image":
             return _image_import(ctx, args.file, args.name)
         if args.command == "status":

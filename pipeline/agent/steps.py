@@ -50,4 +50,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
         Step("services-up", "wait for services and agents, discover the compute host",
              bind(openstack.services_report_up)),
+        # Neutron's DHCP agent gives a network's set-up 300 s and never retries: on a slow
+        # machine the tenant network was left without DHCP.
+        Step("dhcp", "every network with DHCP has its DHCP server", bind(cloud.dhcp_servers)),
     ]

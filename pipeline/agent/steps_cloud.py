@@ -9,8 +9,9 @@ from ..errors import ApplianceError
 from ..profiles import TenantQuota
 from ..site_checks import read_public_key_file
 from .context import AgentContext
+from . import dhcp
 from .steps_openstack import connect
-from .system import log, run
+from .system import log, run, systemctl
 
 # The ML2 flat physical network the external network lives on (see linuxbridge_agent.ini).
 EXTERNAL_PHYSNET = "external"
@@ -161,6 +162,15 @@ def external_network(ctx: AgentContext) -> None:
     gateway = router.external_gateway_info or {}
     if gateway.get("network_id") != network.id:
         lxc.network.update_router(router, external_gateway_info={"network_id": network.id})
+
+
+def dhcp_servers(ctx: AgentContext) -> None:
+    """Every network with DHCP has its dnsmasq; the DHCP agent restarted if Neutron gave up (dhcp.py)."""
+    conn = connect(ctx)
+    restarts = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
+                                  lambda: systemctl("restart", "neutron-dhcp-agent"), log)
+    if restarts:
+        log(f"DHCP servers running after {restarts} restart(s) of neutron-dhcp-agent")
 
 
 def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:

@@ -188,7 +188,7 @@ def test_boots_and_first_boot_takes_the_nocloud_site(appliance_image, tmp_path, 
         efi = in_vm(state, "test -d /sys/firmware/efi && echo efi || echo bios").stdout.strip()
         assert efi == {"bios": "bios", "uefi": "efi"}[firmware]
         deadline = time.monotonic() + 1200
-        while True:  # step 1 of 23 ("host") takes the site config and sets the host name
+        while True:  # step 1 of 24 ("host") takes the site config and sets the host name
             journal = vm.read_journal(state) or {}
             if journal.get("steps", {}).get("host", {}).get("state") == "done":
                 break

@@ -1,0 +1,81 @@
+"""Every network with DHCP has its DHCP server (dnsmasq) running, or the DHCP agent is made
+to set it up again.
+
+Neutron's DHCP agent gives the set-up of a network's DHCP server 300 s, a bound written in its
+code (``Dnsmasq.enable`` in neutron/agent/linux/dhcp.py, Zed), and when that passes it logs
+"Failed to start DHCP process for network …" and never tries again: the network has no DHCP
+server and its instances get no address. On a 2-vCPU TCG VM, first boot's tenant network
+missed that bound: the set-up started three privsep daemons one after the other (47, 71 and
+67 s) while first boot's services were still loading. Restarting the agent sets every network
+up again (then 187 s). The check reads the pid file Neutron writes for each network's dnsmasq
+(``dhcp_confs``, default /var/lib/neutron/dhcp/NETWORK_ID/pid).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import ApplianceError
+
+DHCP_STATE = Path("/var/lib/neutron/dhcp")
+# Neutron's own bound for one set-up, and a margin for the agent to notice the network.
+NEUTRON_BOUND_S = 300
+WAIT_S = NEUTRON_BOUND_S + 60
+ATTEMPTS = 3  # the agent's own try, then up to two restarts
+LOG_HINT = "/var/log/neutron/neutron-dhcp-agent.log"
+
+
+def dnsmasq_runs(network_id: str, state: Path = DHCP_STATE, proc: Path = Path("/proc")) -> bool:
+    """True when the network's pid file names a live dnsmasq process."""
+    try:
+        pid = int((state / network_id / "pid").read_text().strip())
+        return (proc / str(pid) / "comm").read_text().strip() == "dnsmasq"
+    except (OSError, ValueError):
+        return False
+
+
+def known_networks(state: Path = DHCP_STATE) -> set[str]:
+    """The networks the DHCP agent set up before: its per-network directories, which it makes
+    before anything else of a set-up and removes when it drops the network."""
+    try:
+        return {entry.name for entry in state.iterdir() if entry.is_dir()}
+    except FileNotFoundError:
+        return set()
+
+
+def dhcp_networks(conn) -> set[str]:
+    """IDs of the networks that have at least one subnet with DHCP enabled (openstacksdk)."""
+    return {subnet.network_id for subnet in conn.network.subnets() if subnet.is_dhcp_enabled}
+
+
+def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], bool],
+                  restart: Callable[[], None], say: Callable[[str], None], *,
+                  wait_s: float = WAIT_S, attempts: int = ATTEMPTS, poll_s: float = 5.0,
+                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Wait until ``runs(id)`` holds for every id ``networks()`` gives, restarting the DHCP
+    agent when ``wait_s`` passes without it; returns the number of restarts. Raises
+    ApplianceError naming the networks still without a DHCP server after ``attempts`` waits."""
+    missing: list[str] = []
+    for attempt in range(1, attempts + 1):
+        deadline = clock() + wait_s
+        while True:
+            missing = sorted(n for n in networks() if not runs(n))
+            if not missing:
+                return attempt - 1
+            if clock() >= deadline:
+                break
+            sleep(poll_s)
+        if attempt < attempts:
+            say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s "
+                f"(Neutron gives up after {NEUTRON_BOUND_S} s and does not retry): restarting neutron-dhcp-agent")
+            restart()
+    raise ApplianceError(f"network {', '.join(missing)} has no DHCP server (dnsmasq) after {attempts - 1} restarts "
+                         f"of neutron-dhcp-agent; see {LOG_HINT}")
+
+
+def ensure_served_at_boot(restart: Callable[[], None], say: Callable[[str], None]) -> int:
+    """At every boot (appliance-dhcp.service): the networks the agent served before have their
+    DHCP server again. Local knowledge only: the APIs may still be loading."""
+    return ensure_served(known_networks, dnsmasq_runs, restart, say)
