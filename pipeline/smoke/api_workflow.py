@@ -13,6 +13,10 @@ from pipeline.smoke.escape_probes import run_escape_probes
 from pipeline.smoke.floating_ips import floating_ip_checks
 from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, patience, sh, ssh_cmd, wait
 
+# What an instance's sshd says to root: cloud-init's disable_root command (cc_ssh), or ssh's
+# own refusal when root has no authorized key.
+ROOT_REFUSALS = ("Please login as the user", "Permission denied")
+
 INSTANCE = "lxc_instance"
 # A second instance from the same image: its machine-id must differ from the first's.
 INSTANCE_2 = "lxc_instance_2"
@@ -179,7 +183,11 @@ def main(argv=None):
     def root_refused():
         result = guest_ssh(state["ip"], "id -u", user="root")
         assert result.returncode != 0 and result.stdout.strip() != "0", "root logged in with the keypair's key"
-        return (result.stdout.strip() or result.stderr.strip()).splitlines()[0][:120]
+        said = (result.stdout.strip() or result.stderr.strip() or "no output").splitlines()[0][:120]
+        # The instance's sshd must be the one refusing (cloud-init's disable_root message, or
+        # no accepted key); an unreachable instance refuses nothing.
+        assert any(mark in result.stdout + result.stderr for mark in ROOT_REFUSALS), f"sshd did not answer: {said}"
+        return said
 
     def second_instance():
         started = time.monotonic()
