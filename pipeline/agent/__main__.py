@@ -55,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return converge_from_state(ctx)
         if args.command == "dhcp":
             from .dhcp import ensure_served_at_boot
-            from .system import systemctl
 
-            ensure_served_at_boot(lambda: systemctl("restart", "neutron-dhcp-agent"), say)
+            ensure_served_at_boot(say)
             return 0
         if args.command == "image":
             return _image_import(ctx, args.file, args.name)

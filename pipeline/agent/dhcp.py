@@ -85,7 +85,13 @@ def wait_s() -> float:
     return WAIT_S * patience()
 
 
-def ensure_served_at_boot(restart: Callable[[], None], say: Callable[[str], None]) -> int:
+def restart_agent() -> None:
+    from .system import systemctl
+
+    systemctl("restart", "neutron-dhcp-agent")
+
+
+def ensure_served_at_boot(say: Callable[[str], None]) -> int:
     """At every boot (appliance-dhcp.service): the networks the agent served before have their
     DHCP server again. Local knowledge only: the APIs may still be loading."""
-    return ensure_served(known_networks, dnsmasq_runs, restart, say, wait_s=wait_s())
+    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, wait_s=wait_s())

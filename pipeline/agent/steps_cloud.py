@@ -11,7 +11,7 @@ from ..site_checks import read_public_key_file
 from .context import AgentContext
 from . import dhcp
 from .steps_openstack import connect
-from .system import log, run, systemctl
+from .system import log, run
 
 # The ML2 flat physical network the external network lives on (see linuxbridge_agent.ini).
 EXTERNAL_PHYSNET = "external"
@@ -168,7 +168,7 @@ def dhcp_servers(ctx: AgentContext) -> None:
     """Every network with DHCP has its dnsmasq; the DHCP agent restarted if Neutron gave up (dhcp.py)."""
     conn = connect(ctx)
     restarts = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
-                                  lambda: systemctl("restart", "neutron-dhcp-agent"), log, wait_s=dhcp.wait_s())
+                                  dhcp.restart_agent, log, wait_s=dhcp.wait_s())
     if restarts:
         log(f"DHCP servers running after {restarts} restart(s) of neutron-dhcp-agent")
 
