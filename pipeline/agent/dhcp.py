@@ -75,7 +75,7 @@ def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], b
                          f"of neutron-dhcp-agent; see {LOG_HINT}")
 
 
-def wait_s() -> float:
+def restart_after_s() -> float:
     """How long to give the agent before restarting it: WAIT_S times the machine's slowness.
     Neutron's 300 s start only when the agent begins a set-up, and an agent that is itself
     still starting under load needs longer to begin: in a TCG VM after a reboot a 360 s wait
@@ -94,4 +94,4 @@ def restart_agent() -> None:
 def ensure_served_at_boot(say: Callable[[str], None]) -> int:
     """At every boot (appliance-dhcp.service): the networks the agent served before have their
     DHCP server again. Local knowledge only: the APIs may still be loading."""
-    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, wait_s=wait_s())
+    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, wait_s=restart_after_s())
