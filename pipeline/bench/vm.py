@@ -29,15 +29,6 @@ def burst_wait_s(state: vm.VmState) -> float:
     return 900.0 if state.accel.startswith("kvm") else 900.0 * EMULATION_PATIENCE
 
 
-# Ready after a reboot: every Nova service up, no Neutron agent dead, no instance of the
-# lxc project still coming back.
-READY_AFTER_REBOOT = (
-    "openstack --os-cloud admin compute service list -f value -c State | grep -qx up && "
-    "! openstack --os-cloud admin compute service list -f value -c State | grep -qx down && "
-    "! openstack --os-cloud admin network agent list -f value -c Alive | grep -qx False && "
-    "! openstack --os-cloud lxc server list -f value -c Status | grep -qvx ACTIVE")
-
-
 def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict]:
     command = "python3 - " + " ".join(shlex.quote(a) for a in args) + " <<'PROBE'\n" + PROBE.read_text() + "PROBE\n"
     result = vm.ssh(state, command, timeout=timeout)
@@ -70,33 +61,6 @@ def oom_kills(state: vm.VmState) -> int:
     return int(out or 0)
 
 
-def boot_id(state: vm.VmState) -> str:
-    return vm.ssh(state, "cat /proc/sys/kernel/random/boot_id", timeout=60).stdout.strip()
-
-
-def reboot_to_ready(state: vm.VmState, *, timeout: float = 3600) -> float:
-    """Seconds from `systemctl reboot` inside the VM to READY_AFTER_REBOOT on the new boot.
-
-    It first waits, cheaply, for systemd to finish starting the boot's units
-    (`systemctl is-system-running --wait`); only then asks the APIs, every 30 s: each
-    `openstack` command is a Python start-up, tens of seconds of CPU under TCG, which
-    would be taken from the services still loading."""
-    before = boot_id(state)
-    started = time.monotonic()
-    vm.ssh(state, "systemctl reboot", timeout=30)
-    while True:
-        if time.monotonic() - started > timeout:
-            raise ApplianceError(f"the VM was not ready {timeout:.0f} s after its reboot")
-        now = vm.ssh(state, "cat /proc/sys/kernel/random/boot_id", timeout=60)
-        if now.returncode == 0 and now.stdout.strip() not in ("", before):
-            vm.ssh(state, "systemctl is-system-running --wait", timeout=timeout)
-            if vm.ssh(state, READY_AFTER_REBOOT, timeout=600).returncode == 0:
-                return time.monotonic() - started
-            time.sleep(30)
-            continue
-        time.sleep(10)
-
-
 def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: int, firmware: str) -> None:
     """One fresh VM through first boot, idle memory, a burst kept running, a reboot."""
     vm.stop(bench.profile, name=BENCH_NAME, say=lambda line: None)
@@ -124,7 +88,7 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
             bench.event(f"VM boot {index}: {burst} instances: {result['active']} ACTIVE, {result['failed']} failed, "
                         f"{result['all_active_s']} s")
         bench.add("VM: OOM kills", oom_kills(state), "count")  # before the reboot: -b is this boot
-        seconds = reboot_to_ready(state)
+        seconds = vm.reboot(state, say=lambda line: bench.say(f"[bench] VM boot {index}: {line}"))
         bench.add("VM: reboot → ready", seconds)
         bench.event(f"VM boot {index}: reboot → ready {seconds:.0f} s (the instances that were ACTIVE are again)")
     finally:

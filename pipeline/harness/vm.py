@@ -243,6 +243,54 @@ def wait_ssh(state: VmState, *, timeout: float = 1800) -> float:
     raise ApplianceError(f"no SSH login within {timeout:.0f} s")
 
 
+# Ready after a reboot: every Nova service up, no Neutron agent dead, every instance of the
+# lxc project ACTIVE again. Each list must answer: an API still starting is not "ready".
+READY_AFTER_REBOOT = (
+    "s=$(openstack --os-cloud admin compute service list -f value -c State) && "
+    "a=$(openstack --os-cloud admin network agent list -f value -c Alive) && "
+    "v=$(openstack --os-cloud lxc server list -f value -c Status) && "
+    "printf '%s' \"$s\" | grep -qx up && ! printf '%s' \"$s\" | grep -qx down && "
+    "! printf '%s' \"$a\" | grep -qx False && ! printf '%s' \"$v\" | grep -qvx ACTIVE")
+
+
+def boot_id(state: VmState) -> str:
+    """The guest kernel's boot id; '' while SSH does not answer."""
+    result = ssh(state, "cat /proc/sys/kernel/random/boot_id", timeout=60)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def reboot(state: VmState, *, timeout: float = 3600, say=print) -> float:
+    """``systemctl reboot`` inside the VM, as an operator reboots a server; returns the
+    seconds until READY_AFTER_REBOOT holds on the new boot. Raises ApplianceError after
+    ``timeout`` seconds or when qemu exits.
+
+    It waits, cheaply, for systemd to finish starting the boot's units
+    (``systemctl is-system-running --wait``) before asking the APIs, every 30 s: each
+    ``openstack`` command is a Python start-up, tens of seconds of CPU under TCG, taken from
+    the services still loading."""
+    before = boot_id(state)
+    started = time.monotonic()
+    ssh(state, "systemctl reboot", timeout=30)
+    said = False
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise ApplianceError(f"the VM was not ready {timeout:.0f} s after its reboot")
+        if not pid_alive(state.pid):
+            raise ApplianceError(f"qemu exited during the reboot (console: {state.dir / 'console.log'})")
+        now = boot_id(state)
+        if now in ("", before):  # the old boot's sshd may still answer for a moment
+            time.sleep(10)
+            continue
+        if not said:
+            say(f"[vm] rebooted: SSH answers after {elapsed:.0f} s; waiting for the services")
+            said = True
+        ssh(state, "systemctl is-system-running --wait", timeout=max(60.0, timeout - elapsed))
+        if ssh(state, READY_AFTER_REBOOT, timeout=600).returncode == 0:
+            return time.monotonic() - started
+        time.sleep(30)
+
+
 def monitor(state: VmState, command: str) -> bool:
     """Send one human-monitor command; False if the monitor does not answer."""
     try:
