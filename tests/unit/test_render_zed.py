@@ -213,7 +213,8 @@ def test_listeners_render_at_their_declared_scope(zed):
         assert servers and set(servers) == {"127.0.0.1:11211"}, (path, servers)
     env = zed["/etc/rabbitmq/rabbitmq-env.conf"].content
     assert "NODE_IP_ADDRESS=192.0.2.10" in env
-    assert 'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"' in env
+    # Exported, so RabbitMQ's one-off epmd-starter nodes inherit it too.
+    assert 'export ERL_ZFLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' in env
     assert "NODENAME=rabbit@localhost" in env
     epmd = zed["/etc/systemd/system/epmd.socket.d/appliance.conf"].content
     assert "ListenStream=\nListenStream=127.0.0.1:4369\n" in epmd
