@@ -58,14 +58,26 @@ def listeners(host) -> list[tuple[str, int, str]]:
     return found
 
 
+# RabbitMQ's server starts a one-off Erlang node every 60 s to keep epmd alive
+# (rabbit_epmd_monitor → rabbit_nodes_common:ensure_epmd) and each CLI call starts one; each
+# listens for Erlang distribution on a port the kernel picks from its ephemeral range
+# (net.ipv4.ip_local_port_range, 32768 and up by default) while it lives. Loopback only.
+ONE_OFF_NODE_PROCESS = "beam.smp"
+EPHEMERAL_PORTS_FROM = 32768
+
+
 def undeclared_listeners(found: list[tuple[str, int, str]], profile: Profile, management_ip: str) -> list[str]:
-    """Listeners the profile does not declare, or bound wider than declared (pure logic)."""
+    """Listeners the profile does not declare, or bound wider than declared (pure logic).
+    A one-off Erlang node's ephemeral port on loopback is neither."""
     declared = {port.port: (svc.name, port.bind) for svc in profile.services for port in svc.ports
                 if port.protocol == "tcp"}
     problems = []
     for address, port, process in found:
         scope = scope_of(address, management_ip)
         where = f"{address}:{port} ({process or 'unknown process'})"
+        if (port not in declared and process == ONE_OFF_NODE_PROCESS and port >= EPHEMERAL_PORTS_FROM
+                and scope == "loopback"):
+            continue
         if port not in declared:
             problems.append(f"undeclared listener {where}")
         elif SCOPES.index(scope) > SCOPES.index(declared[port][1]):
@@ -165,6 +177,47 @@ def rabbitmq_has_no_guest(host) -> str:
     return ""
 
 
+# Starts an Erlang node the way RabbitMQ's ensure_epmd does (`erl -sname`, the server's own
+# environment, as its user) and prints where it listens.
+ONE_OFF_NODE_PROBE = r"""
+import os, subprocess, sys, time
+server = sys.argv[1]
+env = dict(item.split("=", 1) for item in open(f"/proc/{server}/environ").read().split("\0") if "=" in item)
+node = subprocess.Popen(["erl", "-boot", "no_dot_erlang", "-sname", f"appliance-smoke-{os.getpid()}", "-noinput",
+                         "-eval", "timer:sleep(600000), halt()."], env=env, user="rabbitmq", group="rabbitmq",
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    deadline = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < deadline:
+        lines = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout.splitlines()
+        mine = [line.split()[3] for line in lines if f"pid={node.pid}," in line]
+        if mine:
+            print(" ".join(mine))
+            sys.exit(0)
+        if node.poll() is not None:
+            sys.exit(f"erl exited {node.returncode} before listening")
+        time.sleep(0.5)
+    sys.exit("the node did not listen in time")
+finally:
+    node.kill()
+"""
+
+
+def rabbitmq_one_off_nodes_on_loopback(host, patience: float = 1.0) -> str:
+    """The one-off Erlang nodes RabbitMQ starts (see ONE_OFF_NODE_PROCESS) inherit the
+    server's environment; one started the same way must listen on loopback only."""
+    import shlex
+
+    server = host.check_output("systemctl show -P MainPID rabbitmq-server.service").strip()
+    assert server not in ("", "0"), "rabbitmq-server has no main process"
+    result = host.run(f"python3 -c {shlex.quote(ONE_OFF_NODE_PROBE)} {server} {120 * patience:.0f}")
+    assert result.rc == 0, (result.stderr.strip().splitlines() or ["no output"])[-1]
+    addresses = result.stdout.split()
+    wider = [a for a in addresses if scope_of(a.rpartition(":")[0], "") != "loopback"]
+    assert addresses and not wider, f"a one-off Erlang node listens on {' '.join(addresses)}"
+    return " ".join(addresses)
+
+
 def mariadb_root_socket_only(host, management_ip: str) -> str:
     remote = host.run(f"mariadb --protocol=TCP -h {management_ip} -u root --password=wrong -e 'SELECT 1'")
     assert remote.rc != 0, "root logged in over TCP"
@@ -190,5 +243,7 @@ def run_host_checks(host, report: Report) -> Profile | None:
     report.check("no lxc-net bridge, dnsmasq or NAT rule", lambda: no_stray_lxc_network(host))
     report.check("config files present, secrets 0600", lambda: config_files(host, profile))
     report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))
+    report.check("RabbitMQ's one-off Erlang nodes on loopback only",
+                 lambda: rabbitmq_one_off_nodes_on_loopback(host, facts.get("patience", 1.0)))
     report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))
     return profile

@@ -21,6 +21,11 @@ ROWS = [
     ("an API everywhere", ("0.0.0.0", 9696, "uwsgi_python311"), None),
     ("sshd everywhere", ("::", 22, "sshd"), None),
     ("MariaDB narrower than declared", ("127.0.0.1", 3306, "mariadbd"), None),
+    ("RabbitMQ's one-off Erlang node on loopback", ("127.0.0.1", 46733, "beam.smp"), None),
+    ("a one-off Erlang node everywhere", ("0.0.0.0", 46733, "beam.smp"), "undeclared listener 0.0.0.0:46733 (beam.smp)"),
+    ("a one-off Erlang node on management", (MGMT, 46733, "beam.smp"), "undeclared listener 10.254.0.10:46733"),
+    ("another program on a loopback ephemeral port", ("127.0.0.1", 46733, "python3"), "undeclared listener 127.0.0.1:46733"),
+    ("beam.smp on a loopback port below the ephemeral range", ("127.0.0.1", 8080, "beam.smp"), "undeclared listener 127.0.0.1:8080"),
 ]
 
 
