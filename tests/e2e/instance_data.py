@@ -1,0 +1,59 @@
+"""Python programs the restart tests run on the appliance itself (as root, with the `lxc`
+cloud of its clouds.yaml and the keypair's key): one instance with a floating IP and a file
+written in it before a reboot, and the same file read back after it. Shared by the nspawn
+restart (test_restart.py) and the VM reboot (test_vm.py).
+
+Each prints one JSON line: SERVER_WITH_DATA ``{"id", "fip", "data"}``; SERVER_BACK (argv:
+server id, floating IP, seconds to wait for ACTIVE) ``{"active_s", "ssh_s", "data"}``."""
+
+import base64
+import shlex
+
+# Run on the appliance as the lxc user: a server with a floating IP and a file written in it.
+SERVER_WITH_DATA = r"""
+import json, time, openstack
+from pipeline.smoke import guest
+from pipeline.agent.context import AgentContext, Paths
+site = AgentContext.load(Paths()).site
+c = openstack.connect(cloud="lxc", api_timeout=120)
+network = c.network.find_network(site.network.name)
+server = c.compute.create_server(
+    name="restart-keeper", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
+    image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
+    key_name=site.keypair_name)
+server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
+                                   wait=300 * guest.patience())
+port = next(iter(c.network.ports(device_id=server.id)))
+fip = c.network.create_ip(floating_network_id=c.network.find_network(site.external.name).id, port_id=port.id)
+write = "echo written-before-restart-$(cat /proc/sys/kernel/random/uuid) > data.txt && sync && cat data.txt"
+cmd = guest.ssh_cmd(guest.LOGIN_USER, fip.floating_ip_address, write)
+result = guest.wait("SSH to the floating IP", lambda: (r := guest.sh(cmd, timeout=30)).returncode == 0 and r,
+                    timeout=180, interval=2)
+print(json.dumps({"id": server.id, "fip": fip.floating_ip_address, "data": result.stdout.strip()}))
+"""
+
+# After the restart: the server's status until ACTIVE (seconds), then its data file over SSH.
+SERVER_BACK = r"""
+import json, sys, time, openstack
+from pipeline.smoke import guest
+server_id, address = sys.argv[1], sys.argv[2]
+c = openstack.connect(cloud="lxc", api_timeout=120)
+start = time.monotonic()
+status = guest.wait("server ACTIVE again", lambda: (s := c.compute.get_server(server_id).status) == "ACTIVE" and s,
+                    timeout=int(sys.argv[3]), interval=2)
+active = time.monotonic() - start
+cmd = guest.ssh_cmd(guest.LOGIN_USER, address, "cat data.txt")
+# The guest's DHCP client backs off (up to ~64 s between tries) while Neutron's DHCP agent
+# resynchronises after the reboot.
+result = guest.wait("SSH to the floating IP", lambda: (r := guest.sh(cmd, timeout=30)).returncode == 0 and r,
+                    timeout=300, interval=2)
+print(json.dumps({"active_s": round(active, 1), "ssh_s": round(time.monotonic() - start, 1),
+                  "data": result.stdout.strip()}))
+"""
+
+
+def as_shell(program: str, *args: str) -> str:
+    """A shell command that runs ``program`` with python3 on the target: for an SSH target,
+    where the program cannot be passed as one argv element."""
+    encoded = base64.b64encode(program.encode()).decode()
+    return f'python3 -c "$(echo {encoded} | base64 -d)" ' + " ".join(shlex.quote(a) for a in args)
