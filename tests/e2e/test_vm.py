@@ -3,7 +3,7 @@ NoCloud volume, no container fixups.
 
 Always (CI): on UEFI firmware the image boots, root logs in over SSH with the key the
 NoCloud volume carried and first boot starts from the imported site config; on BIOS (or the
-firmware APPLIANCE_TEST_VM_FIRMWARE names: bios or uefi) first boot runs to its end (about 20
+firmware APPLIANCE_TEST_VM_FIRMWARE names: bios or uefi) first boot runs to its end (19 to 28
 min under TCG on these 2-core hosts), with the site config applied, no failed unit, no OOM
 kill, nothing of the container harness, and the smoke's host checks passing.
 
