@@ -57,6 +57,11 @@ def in_vm(state, command, *, timeout=600, check=True):
     return result
 
 
+def booted_firmware(state) -> str:
+    """"uefi" or "bios": what the running guest's kernel was started by."""
+    return in_vm(state, "test -d /sys/firmware/efi && echo uefi || echo bios").stdout.strip()
+
+
 def run_smoke(state, *extra):
     cmd = [str(ROOT / ".venv/bin/python"), "-m", "pipeline.smoke", "--target", state.target,
            "--identity", str(local.harness_key(PROFILE)), *extra]
@@ -117,8 +122,7 @@ def booted_vm(appliance_image, tmp_path_factory):
 class TestVm:
     def test_first_boot_completes_and_took_site_config_from_nocloud(self, booted_vm):
         print(f"VM ({class_firmware()}) boot -> cloud ready: {booted_vm.first_boot_s:.0f} s")
-        efi = in_vm(booted_vm, "test -d /sys/firmware/efi && echo uefi || echo bios").stdout.strip()
-        assert efi == class_firmware()
+        assert booted_firmware(booted_vm) == class_firmware()
         assert booted_vm.journal.get("completed_at")
         log = in_vm(booted_vm, "cat /var/log/appliance/firstboot.log").stdout
         assert "site config taken from /dev/" in log and ":appliance.yaml" in log
@@ -207,8 +211,7 @@ def test_boots_and_first_boot_takes_the_nocloud_site(appliance_image, tmp_path, 
     state = vm.boot(PROFILE, ARTIFACTS, site=site, name=NAME, firmware=firmware)
     try:
         print(f"{firmware}: power-on -> root SSH login {vm.wait_ssh(state, timeout=1800):.0f} s")
-        efi = in_vm(state, "test -d /sys/firmware/efi && echo efi || echo bios").stdout.strip()
-        assert efi == {"bios": "bios", "uefi": "efi"}[firmware]
+        assert booted_firmware(state) == firmware
         deadline = time.monotonic() + 1200
         while True:  # step 1 of 24 ("host") takes the site config and sets the host name
             journal = vm.read_journal(state) or {}
