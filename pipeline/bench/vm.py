@@ -10,7 +10,6 @@ were ACTIVE are ACTIVE again).
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from pathlib import Path
 
@@ -30,8 +29,7 @@ def burst_wait_s(state: vm.VmState) -> float:
 
 
 def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict]:
-    command = "python3 - " + " ".join(shlex.quote(a) for a in args) + " <<'PROBE'\n" + PROBE.read_text() + "PROBE\n"
-    result = vm.ssh(state, command, timeout=timeout)
+    result = vm.run_python(state, PROBE.read_text(), *args, timeout=timeout)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]

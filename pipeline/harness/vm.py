@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -208,6 +209,13 @@ def ssh(state: VmState, command: str, *, timeout: float = 60, key: Path | None =
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(cmd, 255, "", f"timed out after {timeout:.0f} s")
+
+
+def run_python(state: VmState, program: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``program`` (Python source) with the VM's python3 and ``args`` as its argv, over
+    ``ssh``; the source goes in on stdin (a quoted here-document: nothing in it is expanded)."""
+    quoted = " ".join(shlex.quote(a) for a in args)
+    return ssh(state, f"python3 - {quoted} <<'PYTHON'\n{program}\nPYTHON\n", timeout=timeout)
 
 
 def read_journal(state: VmState) -> dict | None:

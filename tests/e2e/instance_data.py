@@ -6,9 +6,6 @@ restart (test_restart.py) and the VM reboot (test_vm.py).
 Each prints one JSON line: SERVER_WITH_DATA ``{"id", "fip", "data"}``; SERVER_BACK (argv:
 server id, floating IP, seconds to wait for ACTIVE) ``{"active_s", "ssh_s", "data"}``."""
 
-import base64
-import shlex
-
 # Run on the appliance as the lxc user: a server with a floating IP and a file written in it.
 SERVER_WITH_DATA = r"""
 import json, time, openstack
@@ -51,9 +48,3 @@ print(json.dumps({"active_s": round(active, 1), "ssh_s": round(time.monotonic() 
                   "data": result.stdout.strip()}))
 """
 
-
-def as_shell(program: str, *args: str) -> str:
-    """A shell command that runs ``program`` with python3 on the target: for an SSH target,
-    where the program cannot be passed as one argv element."""
-    encoded = base64.b64encode(program.encode()).decode()
-    return f'python3 -c "$(echo {encoded} | base64 -d)" ' + " ".join(shlex.quote(a) for a in args)

@@ -31,7 +31,7 @@ import pytest
 from project import ROOT
 from pipeline.harness import local, qemu, vm
 
-from .instance_data import SERVER_BACK, SERVER_WITH_DATA, as_shell
+from .instance_data import SERVER_BACK, SERVER_WITH_DATA
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +54,13 @@ def in_vm(state, command, *, timeout=600, check=True):
     result = vm.ssh(state, command, timeout=timeout)
     if check:
         assert result.returncode == 0, f"{command} exited {result.returncode}: {result.stderr[-800:]}"
+    return result
+
+
+def python_in_vm(state, program, *args, timeout=600):
+    """``program`` (Python source) run by the VM's python3 with ``args``; it must exit 0."""
+    result = vm.run_python(state, program, *args, timeout=timeout)
+    assert result.returncode == 0, f"python3 - {' '.join(args)} exited {result.returncode}: {result.stderr[-800:]}"
     return result
 
 
@@ -168,7 +175,7 @@ class TestVm:
     def test_reboot_from_inside_brings_units_instances_and_smoke_back(self, booted_vm):
         server = None
         if full_path():  # an instance with a floating IP and a file written in it
-            server = json.loads(in_vm(booted_vm, as_shell(SERVER_WITH_DATA), timeout=3600).stdout)
+            server = json.loads(python_in_vm(booted_vm, SERVER_WITH_DATA, timeout=3600).stdout)
         journal_before = in_vm(booted_vm, "cat /var/lib/appliance/firstboot.json").stdout
         seconds = vm.reboot(booted_vm, timeout=3600)  # ready: services up, agents alive, instances ACTIVE
         print(f"reboot -> services up, agents alive{', instance ACTIVE' if server else ''}: {seconds:.0f} s")
@@ -179,8 +186,8 @@ class TestVm:
         failed = in_vm(booted_vm, "systemctl list-units --failed --plain --no-legend", check=False).stdout
         assert running == "running" and failed.strip() == "", f"{running}: {failed}"
         if server:
-            back = json.loads(in_vm(booted_vm, as_shell(SERVER_BACK, server["id"], server["fip"], "600"),
-                                    timeout=7200).stdout)
+            back = json.loads(python_in_vm(booted_vm, SERVER_BACK, server["id"], server["fip"], "600",
+                                           timeout=7200).stdout)
             print(f"instance ACTIVE {back['active_s']} s after ready, its file over SSH after {back['ssh_s']} s")
             assert back["data"] == server["data"]
             # Before the smoke: its two instances fill the lxc project's RAM quota on a 4 GiB
