@@ -11,7 +11,7 @@ from ..site_checks import read_public_key_file
 from .context import AgentContext
 from . import dhcp
 from .steps_openstack import connect
-from .system import log, run
+from .system import log, run, stretched
 
 # The ML2 flat physical network the external network lives on (see linuxbridge_agent.ini).
 EXTERNAL_PHYSNET = "external"
@@ -43,7 +43,7 @@ def upload_image(ctx: AgentContext) -> None:
             raw = Path(tmp) / "lxc-rootfs.img"
             run(["zstd", "-q", "-d", str(source), "-o", str(raw)])
         conn.image.create_image(name=name, filename=str(raw), disk_format="raw", container_format="bare",
-                                visibility="public", wait=True, timeout=600, **IMAGE_PROPERTIES)
+                                visibility="public", wait=True, timeout=stretched(600), **IMAGE_PROPERTIES)
 
 
 def flavors(ctx: AgentContext) -> None:

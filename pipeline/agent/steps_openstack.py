@@ -7,7 +7,7 @@ from pathlib import Path
 from . import migrations
 from .context import AgentContext
 from .steps_infra import amqp_connection
-from .system import enable_and_start, http_answers, run, wait_for
+from .system import enable_and_start, http_answers, run, stretched, wait_for
 
 SERVICE_ROLES = ("admin", "service")
 
@@ -32,9 +32,10 @@ def keystone(ctx: AgentContext) -> None:
     wait_for("Keystone API", lambda: http_answers(ctx.keystone_url()), timeout=120)
 
 
-# Every OpenStack call is bounded: API_TIMEOUT seconds for the connection and for each
-# read (keystoneauth's session timeout, which openstacksdk sets from api_timeout), so a
-# stuck API fails the step instead of hanging the run. Only failures to *connect* are
+# Every OpenStack call is bounded: API_TIMEOUT seconds (times patience(): seen under qemu
+# TCG, Neutron took over 60 s to set a router's external gateway while its agents were
+# busy) for the connection and for each read (keystoneauth's session timeout, which
+# openstacksdk sets from api_timeout), so a stuck API fails the step instead of hanging the run. Only failures to *connect* are
 # retried (CONNECT_RETRIES, keystoneauth's connect_retries): such a request never reached
 # the server, so repeating it is safe for every method. Errors after the request was sent
 # are not retried (a POST may have been applied); the steps converge when run again.
@@ -50,7 +51,7 @@ def connect(ctx: AgentContext, user: str = "admin", project: str = "admin"):
         auth_url=ctx.keystone_url(admin=user == "admin"), username=user, password=password,
         project_name=project, user_domain_name="Default", project_domain_name="Default",
         region_name=ctx.site.region, identity_api_version="3", load_yaml_config=False, load_envvars=False,
-        api_timeout=API_TIMEOUT, connect_retries=CONNECT_RETRIES,
+        api_timeout=stretched(API_TIMEOUT), connect_retries=CONNECT_RETRIES,
     )
 
 

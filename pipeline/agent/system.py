@@ -42,6 +42,13 @@ def patience() -> float:
     return patience_for(virt.strip(), os.environ.get("APPLIANCE_PATIENCE"))
 
 
+def stretched(seconds: float) -> float:
+    """``seconds`` times patience(): the bound for a wait the agent hands to a library
+    (openstacksdk's api_timeout, its wait-for-status timeouts) rather than to run() or
+    wait_for(), which stretch their own."""
+    return seconds * patience()
+
+
 def log_path() -> str:
     # The build's migrations log elsewhere: the image must not ship a first-boot log.
     return os.environ.get("APPLIANCE_AGENT_LOG") or LOG_PATH
