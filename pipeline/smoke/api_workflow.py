@@ -11,7 +11,7 @@ import time
 
 from pipeline.smoke.escape_probes import run_escape_probes
 from pipeline.smoke.floating_ips import floating_ip_checks
-from pipeline.smoke.guest import KEY, LOGIN_USER, check, emit, patience, sh, ssh_cmd, wait
+from pipeline.smoke.guest import KEY, LOGIN_USER, check, connect as guest_connect, emit, patience, sh, ssh_cmd, wait
 
 # What an instance's sshd says to root: cloud-init's disable_root command (cc_ssh), or ssh's
 # own refusal when root has no authorized key.
@@ -44,11 +44,6 @@ def parse_args(argv):
 
 
 def main(argv=None):
-
-
-
-    import openstack
-
     from pipeline.agent.context import AgentContext, Paths
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -57,9 +52,8 @@ def main(argv=None):
     state = {}
 
     def connect(cloud):
-        # A bounded wait per request, and retries when nova-api drops a connection without
-        # answering (seen about once in four runs): a hung request must fail, not hang the run.
-        conn = openstack.connect(cloud=cloud, api_timeout=120, connect_retries=3)
+        # Retries matter here: nova-api dropped a connection without answering about once in four runs.
+        conn = guest_connect(cloud)
         conn.authorize()
         return conn
 

@@ -45,6 +45,16 @@ def wait(what, probe, timeout, interval=1.0):
     raise AssertionError(f"{what} not within {timeout} s")
 
 
+def connect(cloud, timeout=120):
+    """An openstacksdk connection to ``cloud`` (a clouds.yaml entry on the appliance) whose
+    every request is bounded by ``timeout`` s × patience(), and retried when the API drops
+    the connection before answering (keystoneauth's connect_retries): a hung request must
+    fail, not hang the run."""
+    import openstack
+
+    return openstack.connect(cloud=cloud, api_timeout=timeout * patience(), connect_retries=3)
+
+
 def sh(cmd, timeout=60):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * patience())
 

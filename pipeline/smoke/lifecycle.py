@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pipeline.smoke.guest import as_instance_root, patience, ssh_argv
+from pipeline.smoke.guest import as_instance_root, connect, patience, ssh_argv
 
 INSTANCE = "lxc_lifecycle"
 REFUSED_WITHIN = 10.0  # s: "at once"; Nova's policy check answers in well under a second
@@ -122,13 +122,11 @@ def sh(cmd, timeout=60, **kw):
 
 class Lifecycle:
     def __init__(self):
-        import openstack
-
         from pipeline.agent.context import AgentContext, Paths
 
         self.site = AgentContext.load(Paths()).site
-        self.lxc = openstack.connect(cloud="lxc", api_timeout=120, connect_retries=3)
-        self.admin = openstack.connect(cloud="admin", api_timeout=120, connect_retries=3)
+        self.lxc = connect(cloud="lxc")
+        self.admin = connect(cloud="admin")
         self.server = None
 
     # -- the instance ------------------------------------------------------------------

@@ -8,11 +8,11 @@ server id, floating IP, seconds to wait for ACTIVE) ``{"active_s", "ssh_s", "dat
 
 # Run on the appliance as the lxc user: a server with a floating IP and a file written in it.
 SERVER_WITH_DATA = r"""
-import json, time, openstack
+import json
 from pipeline.smoke import guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
-c = openstack.connect(cloud="lxc", api_timeout=120)
+c = guest.connect("lxc")
 network = c.network.find_network(site.network.name)
 server = c.compute.create_server(
     name="restart-keeper", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
@@ -31,10 +31,10 @@ print(json.dumps({"id": server.id, "fip": fip.floating_ip_address, "data": resul
 
 # After the restart: the server's status until ACTIVE (seconds), then its data file over SSH.
 SERVER_BACK = r"""
-import json, sys, time, openstack
+import json, sys, time
 from pipeline.smoke import guest
 server_id, address = sys.argv[1], sys.argv[2]
-c = openstack.connect(cloud="lxc", api_timeout=120)
+c = guest.connect("lxc")
 start = time.monotonic()
 status = guest.wait("server ACTIVE again", lambda: (s := c.compute.get_server(server_id).status) == "ACTIVE" and s,
                     timeout=int(sys.argv[3]), interval=2)

@@ -20,11 +20,12 @@ NAME = "e2e-lan"
 
 # Run on the appliance as the lxc user: a server with a floating IP from `external`.
 SERVER_WITH_FIP = r"""
-import json, openstack
+import json
+from pipeline.smoke import guest
 from pipeline.agent.context import AgentContext, Paths
 ctx = AgentContext.load(Paths())
 site = ctx.site
-c = openstack.connect(cloud="lxc", api_timeout=120)
+c = guest.connect("lxc")
 for old in c.compute.servers(name="lan-smoke"):
     c.compute.delete_server(old)
     c.compute.wait_for_delete(old, wait=120)
@@ -40,8 +41,8 @@ print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.g
 
 # A running instance at power-off keeps the appliance's loop devices busy: clean up first.
 DELETE_SERVER = r"""
-import openstack
-c = openstack.connect(cloud="lxc", api_timeout=120)
+from pipeline.smoke import guest
+c = guest.connect("lxc")
 for server in c.compute.servers(name="lan-smoke"):
     for fip in c.network.ips(project_id=c.current_project_id):
         c.network.delete_ip(fip)

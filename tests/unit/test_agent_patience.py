@@ -1,4 +1,4 @@
-"""Every bound the first-boot agent sets is stretched by patience() (4 under qemu TCG): the
+"""Every bound the first-boot agent (and the smoke, on the appliance) sets is stretched by patience() (4 under qemu TCG): the
 commands it runs, the waits it polls, and the bounds it hands to openstacksdk (each API
 request's timeout, the wait for an uploaded image). One row per kind of bound; a bound left
 fixed is what failed a TCG first boot in CI ("Request to .../routers/… timed out" after 60 s)."""
@@ -48,6 +48,17 @@ def bound_of_api_requests(monkeypatch):
     return seen["api_timeout"], steps_openstack.API_TIMEOUT
 
 
+def bound_of_smoke_requests(monkeypatch):
+    """The smoke and the e2e programs run on the appliance too, with the same factor."""
+    from pipeline.smoke import guest
+
+    seen = {}
+    monkeypatch.setitem(sys.modules, "openstack", types.SimpleNamespace(connect=lambda **kw: seen.update(kw)))
+    monkeypatch.setattr(guest, "patience", lambda: FACTOR)
+    guest.connect("lxc")
+    return seen["api_timeout"], 120
+
+
 def bound_of_image_upload(monkeypatch, tmp_path):
     seen = {}
     (tmp_path / "lxc-rootfs.img").write_bytes(b"")
@@ -59,8 +70,9 @@ def bound_of_image_upload(monkeypatch, tmp_path):
     return seen["timeout"], 600
 
 
-@pytest.mark.parametrize("measure", [bound_of_run, bound_of_wait_for, bound_of_api_requests, bound_of_image_upload],
-                         ids=["command", "poll", "api-request", "image-upload-wait"])
+@pytest.mark.parametrize("measure", [bound_of_run, bound_of_wait_for, bound_of_api_requests, bound_of_image_upload,
+                                     bound_of_smoke_requests],
+                         ids=["command", "poll", "api-request", "image-upload-wait", "smoke-api-request"])
 def test_every_bound_is_stretched_under_emulation(measure, monkeypatch, tmp_path):
     monkeypatch.setattr(system, "patience", lambda: FACTOR)
     args = (monkeypatch, tmp_path) if measure is bound_of_image_upload else (monkeypatch,)
