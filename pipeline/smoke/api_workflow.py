@@ -11,7 +11,8 @@ import time
 
 from pipeline.smoke.escape_probes import run_escape_probes
 from pipeline.smoke.floating_ips import floating_ip_checks
-from pipeline.smoke.guest import KEY, LOGIN_USER, check, connect as guest_connect, emit, patience, sh, ssh_cmd, wait
+from pipeline.smoke.guest import (KEY, LOGIN_USER, check, connect as guest_connect, emit, patience, sh, ssh_cmd, wait,
+                                  wait_ssh)
 
 # What an instance's sshd says to root: cloud-init's disable_root command (cc_ssh), or ssh's
 # own refusal when root has no authorized key.
@@ -144,8 +145,8 @@ def main(argv=None):
         """Log in as LOGIN_USER once cloud-init has finished; {hostname, mtu, machine_id, marker, root}."""
         command = (f"cloud-init status --wait >/dev/null; hostname; cat /sys/class/net/eth0/mtu /etc/machine-id; "
                    f"sudo -n cat {MARKER_PATH}; sudo -n id -u")
-        result = wait(f"SSH login as {LOGIN_USER}", lambda: (r := guest_ssh(ip, command)).returncode == 0 and r,
-                      timeout=120, interval=2)
+        result = wait_ssh(lxc, server, ssh_cmd(LOGIN_USER, ip, command, netns=dhcp_namespace()), timeout=120,
+                          what=f"SSH login as {LOGIN_USER}", per_try=60)
         lines = result.stdout.splitlines()
         assert len(lines) == 5, f"unexpected output: {result.stdout!r} {result.stderr.strip()!r}"
         return dict(zip(("hostname", "mtu", "machine_id", "marker", "root"), lines))

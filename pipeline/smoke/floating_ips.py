@@ -4,7 +4,7 @@ appliance host itself, outbound NAT through the uplink, security groups enforced
 import json
 import time
 
-from pipeline.smoke.guest import check, sh, ssh_cmd, ssh_outcome, wait
+from pipeline.smoke.guest import check, sh, ssh_cmd, ssh_outcome, wait, wait_ssh
 
 NO_SSH_GROUP = "smoke-no-ssh"
 
@@ -40,8 +40,7 @@ def floating_ip_checks(lxc, site, server, user, state, have_key, outbound_probe)
         if host_mode and have_key:
             def ssh_fip():
                 cmd = ssh_cmd(user, address, "hostname")
-                result = wait("SSH to the floating IP", lambda: (r := sh(cmd, timeout=30)).returncode == 0 and r,
-                              timeout=90, interval=1)
+                result = wait_ssh(lxc, server, cmd, timeout=90, what="SSH to the floating IP")
                 return f"{user}@{address}: {result.stdout.strip()}, {time.monotonic() - state['attached']:.1f} s after attach"
 
             if check("SSH to the floating IP from the appliance host", ssh_fip) and outbound_probe:

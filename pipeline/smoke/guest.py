@@ -55,6 +55,27 @@ def connect(cloud, timeout=120):
     return openstack.connect(cloud=cloud, api_timeout=timeout * patience(), connect_retries=3)
 
 
+def console_tail(conn, server, lines=12):
+    """The last ``lines`` lines of ``server``'s console log (Nova's os-getConsoleOutput), as
+    one string for an error message; what a guest that cannot be reached said while it
+    booted (its DHCP lease, cloud-init's metadata tries). Never raises."""
+    try:
+        text = conn.compute.get_server_console_output(server, length=lines)["output"]
+    except Exception as exc:  # a diagnostic must not hide the failure it explains
+        return f"(no console log: {exc})"
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def wait_ssh(conn, server, cmd, timeout, what="SSH to the instance", per_try=30):
+    """Run ssh ``cmd`` (each try bounded by ``per_try`` s × patience()) until it exits 0, for
+    up to ``timeout`` s × patience(); the finished process. On timeout the AssertionError
+    carries the tail of the server's console log."""
+    try:
+        return wait(what, lambda: (r := sh(cmd, timeout=per_try)).returncode == 0 and r, timeout=timeout, interval=2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; console: {console_tail(conn, server)}") from None
+
+
 def sh(cmd, timeout=60):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * patience())
 

@@ -24,8 +24,7 @@ port = next(iter(c.network.ports(device_id=server.id)))
 fip = c.network.create_ip(floating_network_id=c.network.find_network(site.external.name).id, port_id=port.id)
 write = "echo written-before-restart-$(cat /proc/sys/kernel/random/uuid) > data.txt && sync && cat data.txt"
 cmd = guest.ssh_cmd(guest.LOGIN_USER, fip.floating_ip_address, write)
-result = guest.wait("SSH to the floating IP", lambda: (r := guest.sh(cmd, timeout=30)).returncode == 0 and r,
-                    timeout=180, interval=2)
+result = guest.wait_ssh(c, server, cmd, timeout=180, what="SSH to the floating IP")
 print(json.dumps({"id": server.id, "fip": fip.floating_ip_address, "data": result.stdout.strip()}))
 """
 
@@ -42,8 +41,7 @@ active = time.monotonic() - start
 cmd = guest.ssh_cmd(guest.LOGIN_USER, address, "cat data.txt")
 # The guest's DHCP client backs off (up to ~64 s between tries) while Neutron's DHCP agent
 # resynchronises after the reboot.
-result = guest.wait("SSH to the floating IP", lambda: (r := guest.sh(cmd, timeout=30)).returncode == 0 and r,
-                    timeout=300, interval=2)
+result = guest.wait_ssh(c, server_id, cmd, timeout=300, what="SSH to the floating IP")
 print(json.dumps({"active_s": round(active, 1), "ssh_s": round(time.monotonic() - start, 1),
                   "data": result.stdout.strip()}))
 """

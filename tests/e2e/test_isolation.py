@@ -32,8 +32,7 @@ try:
     server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
     ip = [a["addr"] for a in server.addresses[network.name]][0]
     ns = f"qdhcp-{network.id}"
-    guest.wait("SSH", lambda: guest.sh(guest.ssh_argv(ns, ip, "true"), timeout=30).returncode == 0, timeout=120,
-               interval=2)
+    guest.wait_ssh(lxc, server, guest.ssh_argv(ns, ip, "true"), timeout=120)
     results = escape_probes.run_escape_probes(ns, ip, admin.compute.get_server(server.id).instance_name,
                                    emit_result=lambda *a: None)
     print(json.dumps(results))
