@@ -1,0 +1,61 @@
+"""An instance whose metadata service answers late still gets its keypair's key.
+
+The first request for a new instance makes nova-api-metadata build its metadata; on a
+freshly booted or emulated appliance that outlasted Neutron's proxy (haproxy 504 after 32 s)
+and the guest's datasource, which then gave up: no key, no SSH (seen in a qemu TCG VM). The
+guest image waits (lxc-guest-cloud-init, DIB_LXC_GUEST_METADATA_MAX_WAIT); this proves it on
+a real instance whose metadata service is stopped until LATE_S seconds after it is ACTIVE."""
+
+import json
+
+import pytest
+
+from .conftest import in_appliance
+
+pytestmark = pytest.mark.e2e
+
+# Longer than the 30 s the guest image used to wait, well inside the 300 s it waits now.
+LATE_S = 75
+
+# Run on the appliance as the lxc user; argv: seconds to keep the metadata service away.
+LATE_METADATA = r"""
+import json, subprocess, sys, time
+from pipeline.smoke import guest
+from pipeline.agent.context import AgentContext, Paths
+site = AgentContext.load(Paths()).site
+late = float(sys.argv[1])
+c = guest.connect("lxc")
+network = c.network.find_network(site.network.name)
+server = None
+subprocess.run(["systemctl", "stop", "nova-api-metadata"], check=True)
+try:
+    try:
+        server = c.compute.create_server(
+            name="late-metadata", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
+            image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
+            key_name=site.keypair_name)
+        server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
+                                           wait=300 * guest.patience())
+        time.sleep(late)
+    finally:
+        subprocess.run(["systemctl", "start", "nova-api-metadata"], check=True)
+    started = time.monotonic()
+    ip = next(a["addr"] for addrs in server.addresses.values() for a in addrs)
+    log = guest.as_instance_root("grep -c 'Calling .*/openstack. failed' /var/log/cloud-init.log")
+    cmd = guest.ssh_cmd(guest.LOGIN_USER, ip, log, netns=f"qdhcp-{network.id}")
+    result = guest.wait_ssh(c, server, cmd, timeout=300, what="SSH with the keypair's key")
+    print(json.dumps({"ssh_s_after_metadata": round(time.monotonic() - started, 1),
+                      "failed_tries": int(result.stdout.strip())}))
+finally:
+    if server is not None:
+        c.compute.delete_server(server)
+        c.compute.wait_for_delete(server, wait=300 * guest.patience())
+"""
+
+
+def test_instance_waits_for_a_late_metadata_service(appliance):
+    out = in_appliance(appliance, "python3", "-c", LATE_METADATA, str(LATE_S)).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    print("late metadata:", result)
+    # The guest really met an absent service (and kept trying) before it got its key.
+    assert result["failed_tries"] >= 2, result
