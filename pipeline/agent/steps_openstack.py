@@ -35,10 +35,11 @@ def keystone(ctx: AgentContext) -> None:
 # Every OpenStack call is bounded: API_TIMEOUT seconds (times patience(): seen under qemu
 # TCG, Neutron took over 60 s to set a router's external gateway while its agents were
 # busy) for the connection and for each read (keystoneauth's session timeout, which
-# openstacksdk sets from api_timeout), so a stuck API fails the step instead of hanging the run. Only failures to *connect* are
-# retried (CONNECT_RETRIES, keystoneauth's connect_retries): such a request never reached
-# the server, so repeating it is safe for every method. Errors after the request was sent
-# are not retried (a POST may have been applied); the steps converge when run again.
+# openstacksdk sets from api_timeout), so a stuck API fails the step instead of hanging
+# the run. Only failures to *connect* are retried (CONNECT_RETRIES, keystoneauth's
+# connect_retries): such a request never reached the server, so repeating it is safe for
+# every method. Errors after the request was sent are not retried (a POST may have been
+# applied); the steps converge when run again.
 API_TIMEOUT = 60
 CONNECT_RETRIES = 3
 

@@ -1,7 +1,8 @@
-"""Every bound the first-boot agent (and the smoke, on the appliance) sets is stretched by patience() (4 under qemu TCG): the
-commands it runs, the waits it polls, and the bounds it hands to openstacksdk (each API
-request's timeout, the wait for an uploaded image). One row per kind of bound; a bound left
-fixed is what failed a TCG first boot in CI ("Request to .../routers/… timed out" after 60 s)."""
+"""Every bound the first-boot agent (and the smoke, on the appliance) sets is stretched by
+patience() (4 under qemu TCG): the commands it runs, the waits it polls, and the bounds it
+hands to openstacksdk (each API request's timeout, the wait for an uploaded image). One row
+per kind of bound; a bound left fixed is what failed a TCG first boot in CI ("Request to
+.../routers/… timed out" after 60 s)."""
 
 import subprocess
 import sys
