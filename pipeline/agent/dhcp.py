@@ -9,6 +9,10 @@ missed that bound: the set-up started three privsep daemons one after the other 
 67 s) while first boot's services were still loading. Restarting the agent sets every network
 up again (then 187 s). The check reads the pid file Neutron writes for each network's dnsmasq
 (``dhcp_confs``, default /var/lib/neutron/dhcp/NETWORK_ID/pid).
+
+The agent is restarted as soon as its log says it gave up on a network still without a
+server; the long wait is only for an agent that neither serves nor gives up (CI's TCG VM
+waited 1440 s for an agent that had given up long before).
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ DHCP_STATE = Path("/var/lib/neutron/dhcp")
 NEUTRON_BOUND_S = 300
 WAIT_S = NEUTRON_BOUND_S + 60
 ATTEMPTS = 3  # the agent's own try, then up to two restarts
-LOG_HINT = "/var/log/neutron/neutron-dhcp-agent.log"
+AGENT_LOG = Path("/var/log/neutron/neutron-dhcp-agent.log")
+LOG_HINT = str(AGENT_LOG)
+# Neutron's error when a set-up outlasts its bound (Dnsmasq.enable, Zed and later).
+GIVE_UP = "Failed to start DHCP process for network "
+# A give-up of the running agent is recent: the last MiB of its log holds it.
+LOG_TAIL_BYTES = 1 << 20
 
 
 def dnsmasq_runs(network_id: str, state: Path = DHCP_STATE, proc: Path = Path("/proc")) -> bool:
@@ -50,26 +59,61 @@ def dhcp_networks(conn) -> set[str]:
     return {subnet.network_id for subnet in conn.network.subnets() if subnet.is_dhcp_enabled}
 
 
+def given_up(log_text: str, pid: int | None) -> set[str]:
+    """IDs of the networks the agent process ``pid`` logged it gave up on (GIVE_UP), read from
+    oslo.log lines "DATE TIME PID LEVEL LOGGER [...] MESSAGE" (its default
+    logging_context_format_string). Lines of earlier agent processes do not count."""
+    if not pid:
+        return set()
+    gave_up = set()
+    for line in log_text.splitlines():
+        fields = line.split(maxsplit=3)
+        if len(fields) == 4 and fields[2] == str(pid) and GIVE_UP in fields[3]:
+            gave_up.add(fields[3].split(GIVE_UP, 1)[1].split()[0])
+    return gave_up
+
+
+def agent_given_up(log: Path = AGENT_LOG) -> set[str]:
+    """given_up() for the running neutron-dhcp-agent (its systemd MainPID) and its log's tail."""
+    from .system import unit_main_pid
+
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - LOG_TAIL_BYTES))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return set()
+    return given_up(text, unit_main_pid("neutron-dhcp-agent"))
+
+
 def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], bool],
                   restart: Callable[[], None], say: Callable[[str], None], *,
+                  gave_up: Callable[[], set[str]] = set,
                   wait_s: float = WAIT_S, attempts: int = ATTEMPTS, poll_s: float = 5.0,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
     """Wait until ``runs(id)`` holds for every id ``networks()`` gives, restarting the DHCP
-    agent when ``wait_s`` passes without it; returns the number of restarts. Raises
-    ApplianceError naming the networks still without a DHCP server after ``attempts`` waits."""
+    agent as soon as ``gave_up()`` names a network still without a server, or when ``wait_s``
+    passes without one; returns the number of restarts. Raises ApplianceError naming the
+    networks still without a DHCP server after ``attempts`` waits."""
     missing: list[str] = []
     for attempt in range(1, attempts + 1):
-        deadline = clock() + wait_s
+        started = clock()
+        deadline = started + wait_s
         while True:
             missing = sorted(n for n in networks() if not runs(n))
             if not missing:
                 return attempt - 1
-            if clock() >= deadline:
+            abandoned = set(missing) & gave_up()
+            if abandoned or clock() >= deadline:
                 break
             sleep(poll_s)
         if attempt < attempts:
-            say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s "
-                f"(Neutron gives up after {NEUTRON_BOUND_S} s and does not retry): restarting neutron-dhcp-agent")
+            if abandoned:
+                say(f"neutron-dhcp-agent gave up on network {', '.join(sorted(abandoned))} (its log: "
+                    f"\"{GIVE_UP.strip()}\", it does not retry) after {clock() - started:.0f} s: restarting it")
+            else:
+                say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s: "
+                    f"restarting neutron-dhcp-agent")
             restart()
     raise ApplianceError(f"network {', '.join(missing)} has no DHCP server (dnsmasq) after {attempts - 1} restarts "
                          f"of neutron-dhcp-agent; see {LOG_HINT}")
@@ -94,4 +138,5 @@ def restart_agent() -> None:
 def ensure_served_at_boot(say: Callable[[str], None]) -> int:
     """At every boot (appliance-dhcp.service): the networks the agent served before have their
     DHCP server again. Local knowledge only: the APIs may still be loading."""
-    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, wait_s=restart_after_s())
+    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, gave_up=agent_given_up,
+                         wait_s=restart_after_s())

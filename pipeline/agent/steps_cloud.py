@@ -168,7 +168,8 @@ def dhcp_servers(ctx: AgentContext) -> None:
     """Every network with DHCP has its dnsmasq; the DHCP agent restarted if Neutron gave up (dhcp.py)."""
     conn = connect(ctx)
     restarts = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
-                                  dhcp.restart_agent, log, wait_s=dhcp.restart_after_s())
+                                  dhcp.restart_agent, log, gave_up=dhcp.agent_given_up,
+                                  wait_s=dhcp.restart_after_s())
     if restarts:
         log(f"DHCP servers running after {restarts} restart(s) of neutron-dhcp-agent")
 

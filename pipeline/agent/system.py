@@ -118,6 +118,12 @@ def _show(units: list[str], *props: str) -> list[dict[str, str]]:
     return blocks + [{}] * (len(units) - len(blocks))
 
 
+def unit_main_pid(unit: str) -> int | None:
+    """The PID of the unit's main process (systemd's MainPID), None when it does not run."""
+    pid = _show([unit], "MainPID")[0].get("MainPID", "0")
+    return int(pid) if pid.isdigit() and pid != "0" else None
+
+
 def unit_states(units: list[str]) -> dict[str, str]:
     """Effective state of each unit: active, SOCKET_IDLE, failed, activating, inactive ..."""
     if not units:

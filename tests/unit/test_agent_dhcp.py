@@ -29,15 +29,20 @@ def test_dnsmasq_runs_reads_neutrons_pid_file(tmp_path, pid_file, comm, runs):
 
 class FakeMachine:
     """A DHCP agent whose dnsmasq appears after ``ready_after`` polls of its current run,
-    or never (None) in the runs listed in ``stuck_runs``."""
+    or never in the runs listed in ``stuck_runs``; a stuck run logs its give-up after
+    ``gives_up_after`` polls (None: it never says so)."""
 
-    def __init__(self, ready_after, stuck_runs=()):
-        self.ready_after, self.stuck_runs = ready_after, set(stuck_runs)
+    def __init__(self, ready_after, stuck_runs=(), gives_up_after=None):
+        self.ready_after, self.stuck_runs, self.gives_up_after = ready_after, set(stuck_runs), gives_up_after
         self.run, self.polls, self.now, self.said = 0, 0, 0.0, []
 
     def runs(self, network):
         self.polls += 1
         return self.run not in self.stuck_runs and self.polls > self.ready_after
+
+    def gave_up(self):
+        stuck = self.run in self.stuck_runs and self.gives_up_after is not None
+        return {NET} if stuck and self.polls > self.gives_up_after else set()
 
     def restart(self):
         self.run, self.polls = self.run + 1, 0
@@ -46,17 +51,22 @@ class FakeMachine:
         self.now += seconds
 
 
-@pytest.mark.parametrize("ready_after, stuck_runs, restarts, error", [
-    (0, (), 0, None),                     # served already
-    (10, (), 0, None),                    # served within the wait (50 s of polls)
-    (0, (0,), 1, None),                   # Neutron gave up; served after one restart
-    (0, (0, 1), 2, None),                 # served after the second restart
-    (0, (0, 1, 2), None, "after 2 restarts"),  # never: one line naming the network and the log
+@pytest.mark.parametrize("ready_after, stuck_runs, gives_up_after, restarts, error, waited_s", [
+    (0, (), None, 0, None, 0),                  # served already
+    (10, (), None, 0, None, 50),                # served within the wait (50 s of polls)
+    (0, (0,), None, 1, None, 360),              # stuck without a word: restarted when the wait ends
+    (0, (0,), 6, 1, None, 30),                  # the agent logged its give-up: restarted at once
+    (0, (0, 1), None, 2, None, 720),            # served after the second restart
+    (0, (0, 1), 2, 2, None, 20),
+    (0, (0, 1, 2), None, None, "after 2 restarts", 1080),  # never: one line naming the network and the log
+    (0, (0, 1, 2), 2, None, "after 2 restarts", 30),       # gave up every time: the error at once
 ])
-def test_ensure_served_restarts_the_agent_a_bounded_number_of_times(ready_after, stuck_runs, restarts, error):
-    machine = FakeMachine(ready_after, stuck_runs)
+def test_ensure_served_restarts_the_agent_a_bounded_number_of_times(ready_after, stuck_runs, gives_up_after,
+                                                                   restarts, error, waited_s):
+    machine = FakeMachine(ready_after, stuck_runs, gives_up_after)
     call = lambda: dhcp.ensure_served(lambda: [NET], machine.runs, machine.restart, machine.said.append,
-                                      wait_s=360, poll_s=5, clock=lambda: machine.now, sleep=machine.sleep)
+                                      gave_up=machine.gave_up, wait_s=360, poll_s=5, clock=lambda: machine.now,
+                                      sleep=machine.sleep)
     if error:
         with pytest.raises(ApplianceError, match=error) as caught:
             call()
@@ -65,7 +75,34 @@ def test_ensure_served_restarts_the_agent_a_bounded_number_of_times(ready_after,
     else:
         assert call() == restarts
         assert machine.run == restarts
-        assert len(machine.said) == restarts and all("restarting neutron-dhcp-agent" in s for s in machine.said)
+        assert len(machine.said) == restarts and all("restarting" in s and NET in s for s in machine.said)
+        assert all(("gave up" in s) == (gives_up_after is not None) for s in machine.said)
+    assert machine.now == waited_s
+
+
+AGENT_PID = 810
+GIVE_UP_LINE = ("2026-12-01 11:58:00.123 {pid} ERROR neutron.agent.linux.dhcp [-] "
+                "Failed to start DHCP process for network {net}")
+OTHER = "0c6f2bbd-6b4e-4b0a-9d51-3a3b4ee0f1f0"
+
+
+@pytest.mark.parametrize("lines, pid, gave_up", [
+    ([], AGENT_PID, set()),
+    ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET)], AGENT_PID, {NET}),
+    ([GIVE_UP_LINE.format(pid=799, net=NET)], AGENT_PID, set()),     # an agent since restarted
+    ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET)], None, set()),   # the agent does not run
+    ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET), GIVE_UP_LINE.format(pid=AGENT_PID, net=OTHER)],
+     AGENT_PID, {NET, OTHER}),
+    (["2026-12-01 11:58:00.123 810 INFO neutron.agent.dhcp.agent [-] Starting network " + NET + " dhcp configuration",
+      "2026-12-01 11:58:01.001 810 INFO neutron.agent.dhcp.agent [-] Finished network " + NET + " dhcp configuration",
+      "a traceback line", ""], AGENT_PID, set()),
+])
+def test_given_up_reads_the_running_agents_log_lines(lines, pid, gave_up):
+    assert dhcp.given_up("\n".join(lines), pid) == gave_up
+
+
+def test_agent_given_up_without_a_log_is_nothing(tmp_path):
+    assert dhcp.agent_given_up(tmp_path / "missing.log") == set()
 
 
 def test_no_network_with_dhcp_needs_nothing():
