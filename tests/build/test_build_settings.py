@@ -117,3 +117,32 @@ def test_disk_layout_boots_bios_and_uefi(zed):
     assert partitions[0]["type"] == "ef" and "mkfs" not in partitions[0]
     assert partitions[-1]["size"] == "100%" and partitions[-1]["mkfs"]["mount"]["mount_point"] == "/"
     assert "appliance-efi" in s.appliance_elements(zed, s.BuildSettings(extra_elements=()))
+
+
+THP_ENV = Path(s.ELEMENTS_DIR) / "appliance-thp" / "environment.d" / "20-appliance-thp.bash"
+BOOTLOADER_ENV = DIB_ELEMENTS / "bootloader" / "environment.d" / "10-bootloader-default-cmdline"
+
+
+@pytest.mark.parametrize("preset, sources, cmdline, error", [
+    ({}, [THP_ENV], "nofb nomodeset gfxpayload=text transparent_hugepage=madvise", None),
+    ({}, [BOOTLOADER_ENV, THP_ENV], "nofb nomodeset gfxpayload=text transparent_hugepage=madvise", None),
+    ({}, [THP_ENV, BOOTLOADER_ENV], "nofb nomodeset gfxpayload=text transparent_hugepage=madvise", None),
+    ({}, [THP_ENV, THP_ENV], "nofb nomodeset gfxpayload=text transparent_hugepage=madvise", None),  # phases re-read it
+    ({"DIB_BOOTLOADER_DEFAULT_CMDLINE": "quiet", "DIB_APPLIANCE_THP": "never"}, [THP_ENV],
+     "quiet transparent_hugepage=never", None),
+    ({"DIB_BOOTLOADER_DEFAULT_CMDLINE": "transparent_hugepage=always"}, [THP_ENV], "transparent_hugepage=always", None),
+    ({"DIB_APPLIANCE_THP": "sometimes"}, [THP_ENV], None,
+     "DIB_APPLIANCE_THP: expected always, madvise or never, got 'sometimes'"),
+])
+def test_kernel_command_line_asks_huge_pages_on_request_only(preset, sources, cmdline, error):
+    script = "set -eu; " + "; ".join(f"source {p}" for p in sources) + '; printf %s "$DIB_BOOTLOADER_DEFAULT_CMDLINE"'
+    result = subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin", **preset}, capture_output=True,
+                            text=True)
+    if error:
+        assert result.returncode != 0 and result.stderr.strip() == error and not result.stdout
+    else:
+        assert result.returncode == 0 and result.stdout == cmdline, result.stderr
+
+
+def test_thp_element_is_in_every_appliance(zed):
+    assert "appliance-thp" in s.appliance_elements(zed, s.BuildSettings(extra_elements=()))
