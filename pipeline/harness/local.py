@@ -121,7 +121,9 @@ def follow_journal(read: Callable[[], dict | None], gone: Callable[[], str | Non
             say(f"[first boot] cloud ready after {time.monotonic() - start:.0f} s of waiting")
             return journal
         if time.monotonic() - start > timeout:
-            raise ApplianceError(f"first boot did not finish within {timeout:.0f} s")
+            running = [name for name, rec in journal["steps"].items() if rec["state"] == "running"]
+            raise ApplianceError(f"first boot did not finish within {timeout:.0f} s "
+                                 f"(step running: {', '.join(running) or 'none'})")
         time.sleep(interval)
 
 

@@ -3,20 +3,19 @@ NoCloud volume, no container fixups.
 
 Always (CI): on UEFI firmware the image boots, root logs in over SSH with the key the
 NoCloud volume carried and first boot starts from the imported site config; on BIOS (or the
-firmware APPLIANCE_TEST_VM_FIRMWARE names: bios or uefi) first boot runs to its end (19 to 28
+firmware APPLIANCE_TEST_VM_FIRMWARE names: bios or uefi) first boot runs to its end (19 to 35
 min under TCG on these 2-core hosts), with the site config applied, no failed unit, no OOM
-kill, nothing of the container harness, and the smoke's host checks passing.
-
-Always, too: a reboot from inside (`systemctl reboot`) of that VM, after which every unit
-starts on its own (the agent does nothing), Nova and Neutron come back and the smoke's host
-checks pass again.
+kill, huge pages on request only, nothing of the container harness, and the smoke's host
+checks passing.
 
 Where KVM really runs the image (the harness's probe) or with APPLIANCE_TEST_VM_FULL=1: the
-whole smoke with instances, and the reboot with an instance running (a floating IP, a file
-written in it) that must come back ACTIVE with that file, then the whole smoke again. Under
-TCG those add over half an hour (README, "The appliance as a VM"), beyond what a 75-minute CI
-run holds beside the rest; `invoke bench --vm` reboots a TCG VM with ten instances running and
-measures it.
+whole smoke with instances, and a reboot from inside (`systemctl reboot`) with an instance
+running (a floating IP, a file written in it), after which every unit starts on its own (the
+agent does nothing), the instance comes back ACTIVE with that file, and the whole smoke passes
+again. Under TCG those add 40 to 60 min (README, "The appliance as a VM"): CI's TCG run of stop
+23 did not fit its first boot, a reboot and the rest in 90 min. CI restarts an appliance in the
+container harness instead (test_restart.py); `invoke bench --vm` reboots a TCG VM with ten
+instances running and measures it.
 """
 
 import functools
@@ -99,8 +98,8 @@ def full_path() -> bool:
 def require_full_path():
     if not full_path():
         pytest.skip("needs KVM that runs the image (the probe fell back to TCG): under TCG the smoke with "
-                    "instances adds over 15 min, the reboot with one over 15 more; APPLIANCE_TEST_VM_FULL=1 "
-                    "runs them anyway")
+                    "instances adds over 15 min, the reboot with one over 25 more, beyond CI's 75 minutes; "
+                    "APPLIANCE_TEST_VM_FULL=1 runs them anyway")
 
 
 @pytest.fixture(scope="class")
@@ -111,7 +110,9 @@ def booted_vm(appliance_image, tmp_path_factory):
     state = vm.boot(PROFILE, ARTIFACTS, site=site, name=NAME, memory_mb=4096, cpus=2, firmware=class_firmware())
     started = time.monotonic()
     try:
-        journal = vm.wait_for_first_boot(state, timeout=5400)
+        # 19 to 35 min measured under TCG; past 50 the run fails here, with the step running
+        # and the progress so far, rather than by CI's own time limit with nothing.
+        journal = vm.wait_for_first_boot(state, timeout=3000)
         state.first_boot_s = time.monotonic() - started
         state.journal = journal
         yield state
@@ -151,6 +152,15 @@ class TestVm:
                          check=False).stdout
         assert machined.startswith("masked") and "org.freedesktop.machine1.service\n" not in machined, machined
 
+    def test_transparent_huge_pages_on_request_only(self, booted_vm):
+        """elements/appliance-thp: no khugepaged merging behind every process's back."""
+        cmdline = in_vm(booted_vm, "cat /proc/cmdline").stdout
+        enabled = in_vm(booted_vm, "cat /sys/kernel/mm/transparent_hugepage/enabled").stdout
+        assert "transparent_hugepage=madvise" in cmdline.split() and "[madvise]" in enabled, cmdline + enabled
+        kernel = in_vm(booted_vm, "journalctl -k --no-pager -o cat").stdout
+        stalls = [line for line in kernel.splitlines() if "soft lockup" in line and "khugepaged" in line]
+        assert not stalls, stalls[:5]
+
     def test_no_oom_kill_during_first_boot(self, booted_vm):
         kernel = in_vm(booted_vm, "journalctl -k --no-pager -o cat").stdout
         assert "Out of memory" not in kernel and "oom-kill" not in kernel
@@ -173,29 +183,28 @@ class TestVm:
         assert result.stdout.strip().splitlines()[-1].endswith(" 0 failed")
 
     def test_reboot_from_inside_brings_units_instances_and_smoke_back(self, booted_vm):
-        server = None
-        if full_path():  # an instance with a floating IP and a file written in it
-            server = json.loads(python_in_vm(booted_vm, SERVER_WITH_DATA, timeout=3600).stdout)
+        require_full_path()
+        # An instance with a floating IP and a file written in it.
+        server = json.loads(python_in_vm(booted_vm, SERVER_WITH_DATA, timeout=3600).stdout)
         journal_before = in_vm(booted_vm, "cat /var/lib/appliance/firstboot.json").stdout
         seconds = vm.reboot(booted_vm, timeout=3600)  # ready: services up, agents alive, instances ACTIVE
-        print(f"reboot -> services up, agents alive{', instance ACTIVE' if server else ''}: {seconds:.0f} s")
+        print(f"reboot -> services up, agents alive, instance ACTIVE: {seconds:.0f} s")
         # The agent did nothing on the way: its journal is the one first boot wrote; the
         # enabled units started on their own, and all of them did.
         assert in_vm(booted_vm, "cat /var/lib/appliance/firstboot.json").stdout == journal_before
         running = in_vm(booted_vm, "systemctl is-system-running", check=False).stdout.strip()
         failed = in_vm(booted_vm, "systemctl list-units --failed --plain --no-legend", check=False).stdout
         assert running == "running" and failed.strip() == "", f"{running}: {failed}"
-        if server:
-            back = json.loads(python_in_vm(booted_vm, SERVER_BACK, server["id"], server["fip"], "600",
-                                           timeout=7200).stdout)
-            print(f"instance ACTIVE {back['active_s']} s after ready, its file over SSH after {back['ssh_s']} s")
-            assert back["data"] == server["data"]
-            # Before the smoke: its two instances fill the lxc project's RAM quota on a 4 GiB
-            # host (2048 MB, the profile's floor), so this third one would be refused.
-            in_vm(booted_vm, f"openstack --os-cloud lxc floating ip delete {server['fip']} && "
-                             f"openstack --os-cloud lxc server delete --wait {server['id']}", timeout=900)
+        back = json.loads(python_in_vm(booted_vm, SERVER_BACK, server["id"], server["fip"], "600",
+                                       timeout=7200).stdout)
+        print(f"instance ACTIVE {back['active_s']} s after ready, its file over SSH after {back['ssh_s']} s")
+        assert back["data"] == server["data"]
+        # Before the smoke: its two instances fill the lxc project's RAM quota on a 4 GiB
+        # host (2048 MB, the profile's floor), so this third one would be refused.
+        in_vm(booted_vm, f"openstack --os-cloud lxc floating ip delete {server['fip']} && "
+                         f"openstack --os-cloud lxc server delete --wait {server['id']}", timeout=900)
         started = time.monotonic()
-        result = run_smoke(booted_vm) if server else run_smoke(booted_vm, "--host-only")
+        result = run_smoke(booted_vm)
         print(result.stdout[-3000:])
         print(f"smoke after the reboot: {time.monotonic() - started:.0f} s")
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
