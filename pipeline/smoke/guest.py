@@ -55,6 +55,27 @@ def connect(cloud, timeout=120):
     return openstack.connect(cloud=cloud, api_timeout=timeout * patience(), connect_retries=3)
 
 
+def boot_server(conn, site, name, wait_s=300):
+    """Server ``name`` (openstacksdk Server, ACTIVE) of the site's first flavor, its image and
+    keypair, on its tenant network, awaited for up to ``wait_s`` s × patience(). One that ends
+    in ERROR or is not ACTIVE in time is deleted (best effort) before the error is raised, so
+    a failed check leaves no instance holding the project's quota."""
+    network = conn.network.find_network(site.network.name)
+    server = conn.compute.create_server(
+        name=name, flavor_id=conn.compute.find_flavor(site.flavors[0].name).id,
+        image_id=conn.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
+        key_name=site.keypair_name)
+    try:
+        return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
+                                            wait=wait_s * patience())
+    except Exception:
+        try:
+            conn.compute.delete_server(server)
+        except Exception:  # the wait's error is the one to report
+            pass
+        raise
+
+
 def console_tail(conn, server, lines=12):
     """The last ``lines`` lines of ``server``'s console log (Nova's os-getConsoleOutput), as
     one string for an error message; what a guest that cannot be reached said while it

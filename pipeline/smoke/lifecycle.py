@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from pipeline.smoke.guest import as_instance_root, connect, patience, ssh_argv
+from pipeline.smoke.guest import as_instance_root, boot_server, connect, patience, ssh_argv
 
 INSTANCE = "lxc_lifecycle"
 REFUSED_WITHIN = 10.0  # s: "at once"; Nova's policy check answers in well under a second
@@ -139,11 +139,7 @@ class Lifecycle:
         self.image = lxc.image.find_image(self.site.image_name)
         self.flavor = lxc.compute.find_flavor(self.site.flavors[0].name)
         self.images_before = {i.id for i in self.admin.image.images()}
-        server = lxc.compute.create_server(
-            name=INSTANCE, flavor_id=self.flavor.id, image_id=self.image.id, networks=[{"uuid": self.network.id}],
-            key_name=self.site.keypair_name)
-        self.server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
-                                                  wait=300 * patience())
+        self.server = boot_server(lxc, self.site, INSTANCE)
         self.ip = [a["addr"] for a in self.server.addresses[self.network.name] if a.get("version") == 4][0]
         self.ports = {p.id for p in self.admin.network.ports(device_id=self.server.id)}
         self.wait_ssh()

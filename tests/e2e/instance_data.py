@@ -13,13 +13,7 @@ from pipeline.smoke import guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 c = guest.connect("lxc")
-network = c.network.find_network(site.network.name)
-server = c.compute.create_server(
-    name="restart-keeper", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
-    image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
-    key_name=site.keypair_name)
-server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
-                                   wait=300 * guest.patience())
+server = guest.boot_server(c, site, "restart-keeper")
 port = next(iter(c.network.ports(device_id=server.id)))
 fip = c.network.create_ip(floating_network_id=c.network.find_network(site.external.name).id, port_id=port.id)
 write = "echo written-before-restart-$(cat /proc/sys/kernel/random/uuid) > data.txt && sync && cat data.txt"

@@ -29,11 +29,7 @@ c = guest.connect("lxc")
 for old in c.compute.servers(name="lan-smoke"):
     c.compute.delete_server(old)
     c.compute.wait_for_delete(old, wait=120)
-server = c.compute.create_server(
-    name="lan-smoke", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
-    image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": c.network.find_network(site.network.name).id}],
-    key_name=site.keypair_name)
-server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
+server = guest.boot_server(c, site, "lan-smoke")
 port = next(iter(c.network.ports(device_id=server.id)))
 fip = c.network.create_ip(floating_network_id=c.network.find_network(site.external.name).id, port_id=port.id)
 print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.get("guest_user", "root")}))

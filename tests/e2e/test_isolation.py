@@ -18,18 +18,14 @@ LIFECYCLE = ROOT / "pipeline/smoke/lifecycle.py"
 # The smoke's probes against an instance created while nova-compute runs without
 # uid_maps/gid_maps. Run on the appliance; prints {probe: [passed, detail]}.
 PROBES_UNMAPPED = r"""
-import json, openstack, sys
+import json
 from pipeline.smoke import escape_probes, guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
-lxc, admin = openstack.connect(cloud="lxc"), openstack.connect(cloud="admin")
+lxc, admin = guest.connect("lxc"), guest.connect("admin")
 network = lxc.network.find_network(site.network.name)
-server = lxc.compute.create_server(
-    name="lxc_unmapped", flavor_id=lxc.compute.find_flavor(site.flavors[0].name).id,
-    image_id=lxc.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
-    key_name=site.keypair_name)
+server = guest.boot_server(lxc, site, "lxc_unmapped")
 try:
-    server = lxc.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
     ip = [a["addr"] for a in server.addresses[network.name]][0]
     ns = f"qdhcp-{network.id}"
     guest.wait_ssh(lxc, server, guest.ssh_argv(ns, ip, "true"), timeout=120)

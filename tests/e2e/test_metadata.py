@@ -30,12 +30,7 @@ server = None
 subprocess.run(["systemctl", "stop", "nova-api-metadata"], check=True)
 try:
     try:
-        server = c.compute.create_server(
-            name="late-metadata", flavor_id=c.compute.find_flavor(site.flavors[0].name).id,
-            image_id=c.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
-            key_name=site.keypair_name)
-        server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1,
-                                           wait=300 * guest.patience())
+        server = guest.boot_server(c, site, "late-metadata")
         time.sleep(late)
     finally:
         subprocess.run(["systemctl", "start", "nova-api-metadata"], check=True)
