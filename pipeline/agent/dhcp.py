@@ -17,6 +17,7 @@ waited 1440 s for an agent that had given up long before).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -32,6 +33,7 @@ AGENT_LOG = Path("/var/log/neutron/neutron-dhcp-agent.log")
 LOG_HINT = str(AGENT_LOG)
 # Neutron's error when a set-up outlasts its bound (Dnsmasq.enable, Zed and later).
 GIVE_UP = "Failed to start DHCP process for network "
+_GIVE_UP_NETWORK = re.compile(re.escape(GIVE_UP) + r"(?P<network>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 # A give-up of the running agent is recent: the last MiB of its log holds it.
 LOG_TAIL_BYTES = 1 << 20
 
@@ -60,7 +62,9 @@ def dhcp_networks(conn) -> set[str]:
 
 
 def given_up(log_text: str, pid: int | None) -> set[str]:
-    """IDs of the networks the agent process ``pid`` logged it gave up on (GIVE_UP), read from
+    """IDs of the networks the agent process ``pid`` logged it gave up on (GIVE_UP, then the
+    network's UUID, then — oslo.log appends the exception of an error logged while one is
+    handled — ": neutron.common.utils.WaitTimeout: Timed out after 300 seconds"), read from
     oslo.log lines "DATE TIME PID LEVEL LOGGER [...] MESSAGE" (its default
     logging_context_format_string). Lines of earlier agent processes do not count."""
     if not pid:
@@ -68,8 +72,8 @@ def given_up(log_text: str, pid: int | None) -> set[str]:
     gave_up = set()
     for line in log_text.splitlines():
         fields = line.split(maxsplit=3)
-        if len(fields) == 4 and fields[2] == str(pid) and GIVE_UP in fields[3]:
-            gave_up.add(fields[3].split(GIVE_UP, 1)[1].split()[0])
+        if len(fields) == 4 and fields[2] == str(pid) and (found := _GIVE_UP_NETWORK.search(fields[3])):
+            gave_up.add(found["network"])
     return gave_up
 
 

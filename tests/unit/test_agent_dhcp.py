@@ -83,12 +83,19 @@ def test_ensure_served_restarts_the_agent_a_bounded_number_of_times(ready_after,
 AGENT_PID = 810
 GIVE_UP_LINE = ("2026-12-01 11:58:00.123 {pid} ERROR neutron.agent.linux.dhcp [-] "
                 "Failed to start DHCP process for network {net}")
+# As the appliance's agent (Zed, Debian) wrote it in a TCG VM: oslo.log appends the exception
+# being handled when the error was logged.
+GIVE_UP_SEEN = ("2026-12-01 13:50:23.302 {pid} ERROR neutron.agent.linux.dhcp [None req-818c5fd8-2df3-4694-9299-"
+                "951c35ab7fde - - - - - -] Failed to start DHCP process for network {net}: "
+                "neutron.common.utils.WaitTimeout: Timed out after 300 seconds")
 OTHER = "0c6f2bbd-6b4e-4b0a-9d51-3a3b4ee0f1f0"
 
 
 @pytest.mark.parametrize("lines, pid, gave_up", [
     ([], AGENT_PID, set()),
     ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET)], AGENT_PID, {NET}),
+    ([GIVE_UP_SEEN.format(pid=AGENT_PID, net=NET)], AGENT_PID, {NET}),
+    ([GIVE_UP_SEEN.format(pid=AGENT_PID, net=NET) + "\r"], AGENT_PID, {NET}),
     ([GIVE_UP_LINE.format(pid=799, net=NET)], AGENT_PID, set()),     # an agent since restarted
     ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET)], None, set()),   # the agent does not run
     ([GIVE_UP_LINE.format(pid=AGENT_PID, net=NET), GIVE_UP_LINE.format(pid=AGENT_PID, net=OTHER)],
