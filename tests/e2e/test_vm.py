@@ -102,6 +102,13 @@ def require_full_path():
                     "APPLIANCE_TEST_VM_FULL=1 runs them anyway")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def container_appliance_stopped():
+    """The session's container appliance (conftest.appliance), idle by now, would share the
+    two cores with the emulated CPUs of the VM; no test after this module uses it."""
+    local.stop(PROFILE)
+
+
 @pytest.fixture(scope="class")
 def booted_vm(appliance_image, tmp_path_factory):
     site = tmp_path_factory.mktemp("vm-site") / "appliance.yaml"
