@@ -77,7 +77,10 @@ def run_smoke(state, *extra):
 def collect(state, dest):
     dest.mkdir(parents=True, exist_ok=True)
     for name, command in (("journal.txt", "journalctl --no-pager -b -o short-monotonic"),
-                          ("status.txt", "appliance status"), ("firstboot.json", "cat /var/lib/appliance/firstboot.json")):
+                          ("status.txt", "appliance status"), ("firstboot.json", "cat /var/lib/appliance/firstboot.json"),
+                          ("firstboot.log", "cat /var/log/appliance/firstboot.log"),
+                          ("neutron-dhcp-agent.log", "tail -n 3000 /var/log/neutron/neutron-dhcp-agent.log"),
+                          ("neutron-l3-agent.log", "tail -n 3000 /var/log/neutron/neutron-l3-agent.log")):
         (dest / name).write_text(vm.ssh(state, command, timeout=120).stdout)
     console = state.dir / "console.log"
     if console.exists():
