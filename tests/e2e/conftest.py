@@ -36,16 +36,21 @@ def booted(name: str | None = None, logs: str = "pytest-e2e", **boot_options):
         local.wait_for_first_boot(state)
         yield state
     finally:
-        if nspawn.pid_alive(state.nspawn_pid):
-            from pipeline.harness.e2e import collect_logs
-
-            collect_logs(state, ARTIFACTS / "logs" / logs)
-        local.stop(PROFILE, name=name)
+        keep_logs_and_stop(state, name, logs)
         assert loop_devices() <= loops_before, "the appliance left loop devices attached"
         mounts = open("/proc/mounts").read()
         assert str(local.state_dir(PROFILE, name)) not in mounts, "the appliance left mounts behind"
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         assert not {state.netns, f"uplink-{state.name}", f"lan-{state.name}"} & set(namespaces), namespaces
+
+
+def keep_logs_and_stop(state, name: str | None = None, logs: str = "pytest-e2e") -> None:
+    """The appliance's logs into artifacts/logs/LOGS while it still runs, then the harness's stop."""
+    if state is not None and nspawn.pid_alive(state.nspawn_pid):
+        from pipeline.harness.e2e import collect_logs
+
+        collect_logs(state, ARTIFACTS / "logs" / logs)
+    local.stop(PROFILE, name=name)
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,9 @@ import os
 import pytest
 
 from project import ROOT
-from pipeline.harness import local, qemu, vm
+from pipeline.harness import local, nspawn, qemu, vm
 
+from .conftest import keep_logs_and_stop
 from .instance_data import SERVER_BACK, SERVER_WITH_DATA
 
 pytestmark = pytest.mark.e2e
@@ -108,8 +109,9 @@ def require_full_path():
 @pytest.fixture(scope="module", autouse=True)
 def container_appliance_stopped():
     """The session's container appliance (conftest.appliance), idle by now, would share the
-    two cores with the emulated CPUs of the VM; no test after this module uses it."""
-    local.stop(PROFILE)
+    two cores with the emulated CPUs of the VM; no test after this module uses it. Its logs are
+    kept first, as at the session's end."""
+    keep_logs_and_stop(nspawn.BootState.load(local.state_dir(PROFILE)))
 
 
 @pytest.fixture(scope="class")
