@@ -19,7 +19,7 @@ LATE_S = 75
 
 # Run on the appliance as the lxc user; argv: seconds to keep the metadata service away.
 LATE_METADATA = r"""
-import glob, json, subprocess, sys, time
+import glob, json, os, subprocess, sys, time
 from pipeline.smoke import guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
@@ -47,8 +47,8 @@ try:
         marker = f"LIBVIRT_LXC_UUID={server.id}".encode()
         for environ in glob.glob("/proc/[0-9]*/environ"):
             try:
-                if marker in open(environ, "rb").read():
-                    log = environ.replace("environ", "root/var/log/cloud-init.log")
+                log = environ.replace("environ", "root/var/log/cloud-init.log")
+                if marker in open(environ, "rb").read() and os.path.exists(log):
                     subprocess.run(["grep", "-E", "Calling|OpenStack|Crawl|Giving up|Timed out|"
                                     "fallback|Traceback|Error|WARNING|running 'init", log])
                     break
