@@ -19,8 +19,8 @@ LATE_S = 75
 
 # Run on the appliance as the lxc user; argv: seconds to keep the metadata service away.
 LATE_METADATA = r"""
-import glob, json, os, subprocess, sys, time
-from pipeline.smoke import guest
+import json, subprocess, sys, time
+from pipeline.smoke import escape_probes, guest
 from pipeline.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 late = float(sys.argv[1])
@@ -41,19 +41,12 @@ try:
     try:
         result = guest.wait_ssh(c, server, cmd, timeout=300, what="SSH with the keypair's key")
     except AssertionError:
-        # What the guest's datasource met, read through its init's root (libvirt's LXC driver
-        # names the domain's UUID, Nova's instance UUID, in the init's environment): the
-        # guest cannot be reached to ask, and Nova unmounts the host's view once it runs.
-        marker = f"LIBVIRT_LXC_UUID={server.id}".encode()
-        for environ in glob.glob("/proc/[0-9]*/environ"):
-            try:
-                log = environ.replace("environ", "root/var/log/cloud-init.log")
-                if marker in open(environ, "rb").read() and os.path.exists(log):
-                    subprocess.run(["grep", "-E", "Calling|OpenStack|Crawl|Giving up|Timed out|"
-                                    "fallback|Traceback|Error|WARNING|running 'init", log])
-                    break
-            except OSError:
-                pass
+        # What the guest's datasource met, read through its init's root: the guest cannot be
+        # reached to ask, and Nova unmounts the host's view of its disk once it runs.
+        name = guest.connect("admin").compute.get_server(server.id).instance_name
+        log = f"/proc/{escape_probes.instance_init_pid(name)}/root/var/log/cloud-init.log"
+        subprocess.run(["grep", "-E", "Calling|OpenStack|Crawl|Giving up|Timed out|fallback|"
+                        "Traceback|Error|WARNING|running 'init", log])
         subprocess.run(["tail", "-n", "30", "/var/log/nova/nova-api-metadata.log",
                         "/var/log/neutron/neutron-metadata-agent.log"], check=False)
         raise
