@@ -6,13 +6,19 @@ code (``Dnsmasq.enable`` in neutron/agent/linux/dhcp.py, Zed), and when that pas
 "Failed to start DHCP process for network …" and never tries again: the network has no DHCP
 server and its instances get no address. On a 2-vCPU TCG VM, first boot's tenant network
 missed that bound: the set-up started three privsep daemons one after the other (47, 71 and
-67 s) while first boot's services were still loading. Restarting the agent sets every network
-up again (then 187 s). The check reads the pid file Neutron writes for each network's dnsmasq
-(``dhcp_confs``, default /var/lib/neutron/dhcp/NETWORK_ID/pid).
+67 s) while first boot's services were still loading. The check reads the pid file Neutron
+writes for each network's dnsmasq (``dhcp_confs``, default /var/lib/neutron/dhcp/NETWORK_ID/pid).
 
-The agent is restarted as soon as its log says it gave up on a network still without a
-server; the long wait is only for an agent that neither serves nor gives up (CI's TCG VM
-waited 1440 s for an agent that had given up long before).
+Recoveries, each tried once, in order, as soon as the agent's log says it gave up on a network
+still without a server (or when the long wait passes without a word):
+
+* at first boot, the network is scheduled on its DHCP agent again (Neutron's API: removed from
+  the agent, added back; the agent disables it and sets it up again with a fresh 300 s). The
+  agent keeps running with the privsep daemons it already started, which the first set-up
+  spent most of its time on;
+* a restart of neutron-dhcp-agent, which sets every network up again from nothing (187 s in
+  that VM, and it gave up again in a slower CI run). At every boot, when the APIs may still be
+  loading, this is the only recovery.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from collections import Counter
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..errors import ApplianceError
 
@@ -28,7 +35,6 @@ DHCP_STATE = Path("/var/lib/neutron/dhcp")
 # Neutron's own bound for one set-up, and a margin for the agent to notice the network.
 NEUTRON_BOUND_S = 300
 WAIT_S = NEUTRON_BOUND_S + 60
-ATTEMPTS = 3  # the agent's own try, then up to two restarts
 AGENT_LOG = Path("/var/log/neutron/neutron-dhcp-agent.log")
 LOG_HINT = str(AGENT_LOG)
 # Neutron's error when a set-up outlasts its bound (Dnsmasq.enable, Zed and later).
@@ -61,23 +67,23 @@ def dhcp_networks(conn) -> set[str]:
     return {subnet.network_id for subnet in conn.network.subnets() if subnet.is_dhcp_enabled}
 
 
-def given_up(log_text: str, pid: int | None) -> set[str]:
-    """IDs of the networks the agent process ``pid`` logged it gave up on (GIVE_UP, then the
-    network's UUID, then — oslo.log appends the exception of an error logged while one is
-    handled — ": neutron.common.utils.WaitTimeout: Timed out after 300 seconds"), read from
-    oslo.log lines "DATE TIME PID LEVEL LOGGER [...] MESSAGE" (its default
+def given_up(log_text: str, pid: int | None) -> Counter[str]:
+    """How many times the agent process ``pid`` logged it gave up on each network (GIVE_UP,
+    then the network's UUID, then — oslo.log appends the exception of an error logged while
+    one is handled — ": neutron.common.utils.WaitTimeout: Timed out after 300 seconds"), read
+    from oslo.log lines "DATE TIME PID LEVEL LOGGER [...] MESSAGE" (its default
     logging_context_format_string). Lines of earlier agent processes do not count."""
+    gave_up: Counter[str] = Counter()
     if not pid:
-        return set()
-    gave_up = set()
+        return gave_up
     for line in log_text.splitlines():
         fields = line.split(maxsplit=3)
         if len(fields) == 4 and fields[2] == str(pid) and (found := _GIVE_UP_NETWORK.search(fields[3])):
-            gave_up.add(found["network"])
+            gave_up[found["network"]] += 1
     return gave_up
 
 
-def agent_given_up(log: Path = AGENT_LOG) -> set[str]:
+def agent_given_up(log: Path = AGENT_LOG) -> Counter[str]:
     """given_up() for the running neutron-dhcp-agent (its systemd MainPID) and its log's tail."""
     from .system import unit_main_pid
 
@@ -86,41 +92,54 @@ def agent_given_up(log: Path = AGENT_LOG) -> set[str]:
             handle.seek(max(0, handle.seek(0, 2) - LOG_TAIL_BYTES))
             text = handle.read().decode(errors="replace")
     except OSError:
-        return set()
+        return Counter()
     return given_up(text, unit_main_pid("neutron-dhcp-agent"))
 
 
+class Recovery(NamedTuple):
+    """One way of making the DHCP agent set networks up again: ``doing`` names it in the
+    progress line ("restarting neutron-dhcp-agent"); ``apply`` takes the IDs of the networks
+    still without a server."""
+    doing: str
+    apply: Callable[[list[str]], None]
+
+
 def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], bool],
-                  restart: Callable[[], None], say: Callable[[str], None], *,
-                  gave_up: Callable[[], set[str]] = set,
-                  wait_s: float = WAIT_S, attempts: int = ATTEMPTS, poll_s: float = 5.0,
+                  recoveries: Sequence[Recovery], say: Callable[[str], None], *,
+                  gave_up: Callable[[], Mapping[str, int]] = Counter,
+                  wait_s: float = WAIT_S, poll_s: float = 5.0,
                   clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
-    """Wait until ``runs(id)`` holds for every id ``networks()`` gives, restarting the DHCP
-    agent as soon as ``gave_up()`` names a network still without a server, or when ``wait_s``
-    passes without one; returns the number of restarts. Raises ApplianceError naming the
-    networks still without a DHCP server after ``attempts`` waits."""
+    """Wait until ``runs(id)`` holds for every id ``networks()`` gives; apply the next of
+    ``recoveries`` as soon as ``gave_up()`` (give-ups per network of the running agent) counts
+    a new give-up on a network still without a server, or when ``wait_s`` passes without one.
+    Returns the number of recoveries applied. Raises ApplianceError naming the networks still
+    without a DHCP server once every recovery had its wait."""
     missing: list[str] = []
-    for attempt in range(1, attempts + 1):
+    seen: Mapping[str, int] = {}  # give-ups already answered (a rescheduled agent keeps its log)
+    for attempt in range(len(recoveries) + 1):
         started = clock()
         deadline = started + wait_s
         while True:
             missing = sorted(n for n in networks() if not runs(n))
             if not missing:
-                return attempt - 1
-            abandoned = set(missing) & gave_up()
+                return attempt
+            counts = gave_up()
+            abandoned = {n for n in missing if counts.get(n, 0) > seen.get(n, 0)}
             if abandoned or clock() >= deadline:
                 break
             sleep(poll_s)
-        if attempt < attempts:
-            if abandoned:
-                say(f"neutron-dhcp-agent gave up on network {', '.join(sorted(abandoned))} (its log: "
-                    f"\"{GIVE_UP.strip()}\", it does not retry) after {clock() - started:.0f} s: restarting it")
-            else:
-                say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s: "
-                    f"restarting neutron-dhcp-agent")
-            restart()
-    raise ApplianceError(f"network {', '.join(missing)} has no DHCP server (dnsmasq) after {attempts - 1} restarts "
-                         f"of neutron-dhcp-agent; see {LOG_HINT}")
+        if attempt == len(recoveries):
+            break
+        recovery = recoveries[attempt]
+        if abandoned:
+            say(f"neutron-dhcp-agent gave up on network {', '.join(sorted(abandoned))} (its log: "
+                f"\"{GIVE_UP.strip()}\", it does not retry) after {clock() - started:.0f} s: {recovery.doing}")
+        else:
+            say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s: {recovery.doing}")
+        recovery.apply(missing)
+        seen = gave_up()
+    tried = " then ".join(r.doing for r in recoveries) or "waiting"
+    raise ApplianceError(f"network {', '.join(missing)} has no DHCP server (dnsmasq) after {tried}; see {LOG_HINT}")
 
 
 def restart_after_s() -> float:
@@ -133,14 +152,46 @@ def restart_after_s() -> float:
     return WAIT_S * patience()
 
 
-def restart_agent() -> None:
+def restart_agent(_missing: list[str] | None = None) -> None:
     from .system import systemctl
 
     systemctl("restart", "neutron-dhcp-agent")
 
 
+RESTART = Recovery("restarting neutron-dhcp-agent", restart_agent)
+
+
+def reschedule(conn, network_ids: list[str]) -> None:
+    """Remove each network from the DHCP agents hosting it and add it back (Neutron's
+    agent-scheduler API through openstacksdk); a network no agent hosts goes to every alive
+    DHCP agent. The agent disables the network, then sets it up again with a fresh bound.
+
+    Agents are passed by ID: openstacksdk 0.101 (bookworm) builds the URL from the object's
+    own base path, and the agents ``network_hosting_dhcp_agents`` yields carry the network's
+    (/networks/%(network_id)s/dhcp-agents, sent unexpanded: 404). Those calls return without
+    checking Neutron's answer, so the result is read back: raises ApplianceError when the
+    network is not hosted by the agents afterwards."""
+    for network_id in network_ids:
+        agent_ids = [agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)]
+        for agent_id in agent_ids:
+            conn.network.remove_dhcp_agent_from_network(agent_id, network_id)
+        if not agent_ids:
+            agent_ids = [agent.id for agent in conn.network.agents(agent_type="DHCP agent") if agent.is_alive]
+        for agent_id in agent_ids:
+            # Refused (409) when Neutron's automatic scheduling placed it again first: as wanted.
+            conn.network.add_dhcp_agent_to_network(agent_id, network_id)
+        hosted = {agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)}
+        if not agent_ids or not set(agent_ids) <= hosted:
+            raise ApplianceError(f"network {network_id}: not hosted by DHCP agent {', '.join(agent_ids) or '(none alive)'}"
+                                 f" after scheduling it again (hosted by: {', '.join(sorted(hosted)) or 'none'})")
+
+
+def rescheduling(conn) -> Recovery:
+    return Recovery("scheduling it on its DHCP agent again", lambda missing: reschedule(conn, missing))
+
+
 def ensure_served_at_boot(say: Callable[[str], None]) -> int:
     """At every boot (appliance-dhcp.service): the networks the agent served before have their
     DHCP server again. Local knowledge only: the APIs may still be loading."""
-    return ensure_served(known_networks, dnsmasq_runs, restart_agent, say, gave_up=agent_given_up,
+    return ensure_served(known_networks, dnsmasq_runs, (RESTART, RESTART), say, gave_up=agent_given_up,
                          wait_s=restart_after_s())

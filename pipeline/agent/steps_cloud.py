@@ -165,13 +165,14 @@ def external_network(ctx: AgentContext) -> None:
 
 
 def dhcp_servers(ctx: AgentContext) -> None:
-    """Every network with DHCP has its dnsmasq; the DHCP agent restarted if Neutron gave up (dhcp.py)."""
+    """Every network with DHCP has its dnsmasq; if Neutron's agent gave up on one, the network
+    is scheduled on the agent again, then the agent restarted (dhcp.py)."""
     conn = connect(ctx)
-    restarts = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
-                                  dhcp.restart_agent, log, gave_up=dhcp.agent_given_up,
-                                  wait_s=dhcp.restart_after_s())
-    if restarts:
-        log(f"DHCP servers running after {restarts} restart(s) of neutron-dhcp-agent")
+    recoveries = (dhcp.rescheduling(conn), dhcp.RESTART)
+    used = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
+                              recoveries, log, gave_up=dhcp.agent_given_up, wait_s=dhcp.restart_after_s())
+    if used:
+        log(f"DHCP servers running after {' then '.join(r.doing for r in recoveries[:used])}")
 
 
 def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:
