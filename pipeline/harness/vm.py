@@ -236,7 +236,12 @@ def wait_for_first_boot(state: VmState, *, timeout: float = 3600, say=print) -> 
     def gone() -> str | None:
         return None if pid_alive(state.pid) else f"qemu exited during first boot (console: {state.dir / 'console.log'})"
 
-    return follow_journal(lambda: read_journal(state), gone, timeout=timeout, interval=10, say=say)
+    def say_with_host_load(line: str) -> None:
+        # An emulated guest runs as fast as the host lets it: a host load well over the VM's
+        # vCPUs means something else took its CPU, which the guest's timings alone cannot show.
+        say(f"{line} (host load {os.getloadavg()[0]:.1f})")
+
+    return follow_journal(lambda: read_journal(state), gone, timeout=timeout, interval=10, say=say_with_host_load)
 
 
 def wait_ssh(state: VmState, *, timeout: float = 1800) -> float:
