@@ -112,10 +112,12 @@ def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], b
     """Wait until ``runs(id)`` holds for every id ``networks()`` gives; apply the next of
     ``recoveries`` as soon as ``gave_up()`` (give-ups per network of the running agent) counts
     a new give-up on a network still without a server, or when ``wait_s`` passes without one.
+    A recovery that raises ApplianceError is reported and the next one applied at once.
     Returns the number of recoveries applied. Raises ApplianceError naming the networks still
     without a DHCP server once every recovery had its wait."""
     missing: list[str] = []
     seen: Mapping[str, int] = {}  # give-ups already answered (a rescheduled agent keeps its log)
+    unapplied = False  # the last recovery could not be applied: no point waiting on it
     for attempt in range(len(recoveries) + 1):
         started = clock()
         deadline = started + wait_s
@@ -125,7 +127,7 @@ def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], b
                 return attempt
             counts = gave_up()
             abandoned = {n for n in missing if counts.get(n, 0) > seen.get(n, 0)}
-            if abandoned or clock() >= deadline:
+            if abandoned or unapplied or clock() >= deadline:
                 break
             sleep(poll_s)
         if attempt == len(recoveries):
@@ -134,9 +136,16 @@ def ensure_served(networks: Callable[[], Iterable[str]], runs: Callable[[str], b
         if abandoned:
             say(f"neutron-dhcp-agent gave up on network {', '.join(sorted(abandoned))} (its log: "
                 f"\"{GIVE_UP.strip()}\", it does not retry) after {clock() - started:.0f} s: {recovery.doing}")
-        else:
+        elif not unapplied:
             say(f"no DHCP server for network {', '.join(missing)} after {wait_s:.0f} s: {recovery.doing}")
-        recovery.apply(missing)
+        else:
+            say(f"network {', '.join(missing)}: {recovery.doing}")
+        try:
+            recovery.apply(missing)
+            unapplied = False
+        except ApplianceError as exc:
+            say(f"{recovery.doing} failed: {exc}")
+            unapplied = True
         seen = gave_up()
     tried = " then ".join(r.doing for r in recoveries) or "waiting"
     raise ApplianceError(f"network {', '.join(missing)} has no DHCP server (dnsmasq) after {tried}; see {LOG_HINT}")
@@ -170,17 +179,23 @@ def reschedule(conn, network_ids: list[str]) -> None:
     own base path, and the agents ``network_hosting_dhcp_agents`` yields carry the network's
     (/networks/%(network_id)s/dhcp-agents, sent unexpanded: 404). Those calls return without
     checking Neutron's answer, so the result is read back: raises ApplianceError when the
-    network is not hosted by the agents afterwards."""
+    network is not hosted by the agents afterwards, or when a call fails (openstacksdk's
+    SDKException)."""
+    from openstack import exceptions
+
     for network_id in network_ids:
-        agent_ids = [agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)]
-        for agent_id in agent_ids:
-            conn.network.remove_dhcp_agent_from_network(agent_id, network_id)
-        if not agent_ids:
-            agent_ids = [agent.id for agent in conn.network.agents(agent_type="DHCP agent") if agent.is_alive]
-        for agent_id in agent_ids:
-            # Refused (409) when Neutron's automatic scheduling placed it again first: as wanted.
-            conn.network.add_dhcp_agent_to_network(agent_id, network_id)
-        hosted = {agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)}
+        try:
+            agent_ids = [agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)]
+            for agent_id in agent_ids:
+                conn.network.remove_dhcp_agent_from_network(agent_id, network_id)
+            if not agent_ids:
+                agent_ids = [agent.id for agent in conn.network.agents(agent_type="DHCP agent") if agent.is_alive]
+            for agent_id in agent_ids:
+                # Refused (409) when Neutron's automatic scheduling placed it again first: as wanted.
+                conn.network.add_dhcp_agent_to_network(agent_id, network_id)
+            hosted = {agent.id for agent in conn.network.network_hosting_dhcp_agents(network_id)}
+        except exceptions.SDKException as exc:
+            raise ApplianceError(f"network {network_id}: Neutron's API failed while scheduling it again: {exc}") from None
         if not agent_ids or not set(agent_ids) <= hosted:
             raise ApplianceError(f"network {network_id}: not hosted by DHCP agent {', '.join(agent_ids) or '(none alive)'}"
                                  f" after scheduling it again (hosted by: {', '.join(sorted(hosted)) or 'none'})")

@@ -52,6 +52,8 @@ class FakeMachine:
         def apply(missing):
             assert missing == [NET]
             self.applied.append(kind)
+            if kind == "unappli":  # e.g. Neutron's API refused the reschedule: nothing changed
+                raise ApplianceError("not hosted by DHCP agent a1")
             self.run, self.polls, self.logged_this_run = self.run + 1, 0, False
             if kind == "restart":
                 self.logged = 0
@@ -78,6 +80,8 @@ AT_BOOT = ("restart", "restart")
     (AT_BOOT, 0, (0, 1), 2, 2, None, 20),             # a new process: its own give-up counts
     (AT_BOOT, 0, (0, 1, 2), 2, None, "after restarting then restarting", 30),
     ((), 0, (0,), 2, None, "after waiting", 10),      # no recovery to try
+    (("unappli", "restart"), 0, (0,), 2, 2, None, 10),  # a recovery that cannot be applied: the next at once
+    (("unappli", "unappli"), 0, (0,), 2, None, "after unappliing then unappliing", 10),
 ])
 def test_ensure_served_applies_each_recovery_once_in_order(kinds, ready_after, stuck_runs, gives_up_after,
                                                           used, error, waited_s):
@@ -94,9 +98,13 @@ def test_ensure_served_applies_each_recovery_once_in_order(kinds, ready_after, s
     else:
         assert call() == used
         assert machine.applied == list(kinds[:used])
-        assert len(machine.said) == used
-        assert all(NET in s and s.endswith(f"{kind}ing") for s, kind in zip(machine.said, kinds))
-        assert all(("gave up" in s) == (gives_up_after is not None) for s in machine.said)
+        progress = [line for line in machine.said if " failed: " not in line]
+        assert len(progress) == used
+        assert all(NET in s and s.endswith(f"{kind}ing") for s, kind in zip(progress, kinds))
+        # Each wait that ended on a give-up says so; a recovery right after one that could
+        # not be applied followed no wait.
+        waited = progress if "unappli" not in kinds else progress[:1]
+        assert all(("gave up" in s) == (gives_up_after is not None) for s in waited)
     assert machine.now == waited_s
 
 
@@ -105,10 +113,14 @@ class FakeNetworkApi:
     table of network → hosting agent IDs. Like openstacksdk 0.101's, remove and add do not
     raise on Neutron's refusals; ``refuse_add`` makes Neutron refuse every add."""
 
-    def __init__(self, hosting, alive_agents=(), refuse_add=False):
+    def __init__(self, hosting, alive_agents=(), refuse_add=False, api_down=False):
         self.hosting, self.alive, self.refuse_add, self.calls = hosting, list(alive_agents), refuse_add, []
+        self.api_down = api_down
 
     def network_hosting_dhcp_agents(self, network):
+        if self.api_down:
+            from openstack import exceptions
+            raise exceptions.HttpException("503 Service Unavailable")
         return [type("HostingAgent", (), {"id": a})() for a in self.hosting.get(network, [])]
 
     def remove_dhcp_agent_from_network(self, agent, network):
@@ -127,14 +139,16 @@ class FakeNetworkApi:
         return [type("Agent", (), {"id": a, "is_alive": a != "dead"})() for a in self.alive]
 
 
-@pytest.mark.parametrize("hosting, alive, refuse_add, calls, error", [
-    ({NET: ["a1"]}, [], False, [("remove", "a1", NET), ("add", "a1", NET)], None),
-    ({}, ["a1", "dead"], False, [("add", "a1", NET)], None),    # hosted nowhere: the alive agents
-    ({NET: ["a1"]}, [], True, [("remove", "a1", NET), ("add", "a1", NET)], "not hosted by DHCP agent a1"),
-    ({}, ["dead"], False, [], "not hosted by DHCP agent [(]none alive[)]"),
+@pytest.mark.parametrize("hosting, alive, refuse_add, api_down, calls, error", [
+    ({NET: ["a1"]}, [], False, False, [("remove", "a1", NET), ("add", "a1", NET)], None),
+    ({}, ["a1", "dead"], False, False, [("add", "a1", NET)], None),    # hosted nowhere: the alive agents
+    ({NET: ["a1"]}, [], True, False, [("remove", "a1", NET), ("add", "a1", NET)], "not hosted by DHCP agent a1"),
+    ({}, ["dead"], False, False, [], "not hosted by DHCP agent [(]none alive[)]"),
+    ({NET: ["a1"]}, [], False, True, [], "Neutron's API failed .*503"),  # an SDK error becomes one line
 ])
-def test_reschedule_removes_and_adds_the_network_and_reads_the_result_back(hosting, alive, refuse_add, calls, error):
-    api = FakeNetworkApi(hosting, alive, refuse_add)
+def test_reschedule_removes_and_adds_the_network_and_reads_the_result_back(hosting, alive, refuse_add, api_down,
+                                                                         calls, error):
+    api = FakeNetworkApi(hosting, alive, refuse_add, api_down)
     conn = type("Conn", (), {"network": api})()
     if error:
         with pytest.raises(ApplianceError, match=error):
