@@ -13,9 +13,9 @@ Recoveries, each tried once, in order, as soon as the agent's log says it gave u
 still without a server (or when the long wait passes without a word):
 
 * at first boot, the network is scheduled on its DHCP agent again (Neutron's API: removed from
-  the agent, added back; the agent disables it and sets it up again with a fresh 300 s). The
-  agent keeps running with the privsep daemons it already started, which the first set-up
-  spent most of its time on;
+  the agent, added back; the agent disables it and sets it up again with a fresh 300 s), up to
+  RESCHEDULES times. The agent keeps running with the privsep daemons it already started,
+  which the set-ups spend most of their time on, so each one gets further;
 * a restart of neutron-dhcp-agent, which sets every network up again from nothing (187 s in
   that VM, and it gave up again in a slower CI run). At every boot, when the APIs may still be
   loading, this is the only recovery.
@@ -201,8 +201,20 @@ def reschedule(conn, network_ids: list[str]) -> None:
                                  f" after scheduling it again (hosted by: {', '.join(sorted(hosted)) or 'none'})")
 
 
+# Reschedules before a restart. Each set-up keeps the privsep daemons the ones before it got
+# running: in CI's TCG VM three daemons took 91, 126 and 217 s to start under first boot's
+# load, the first set-up got two of them before its 300 s passed, the rescheduled one the
+# third 64 s before its own bound; a restart there threw all three away.
+RESCHEDULES = 3
+
+
 def rescheduling(conn) -> Recovery:
     return Recovery("scheduling it on its DHCP agent again", lambda missing: reschedule(conn, missing))
+
+
+def first_boot_recoveries(conn) -> tuple[Recovery, ...]:
+    """RESCHEDULES reschedules (Neutron's API answers by then), then one restart."""
+    return (rescheduling(conn),) * RESCHEDULES + (RESTART,)
 
 
 def ensure_served_at_boot(say: Callable[[str], None]) -> int:

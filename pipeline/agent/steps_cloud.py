@@ -166,9 +166,10 @@ def external_network(ctx: AgentContext) -> None:
 
 def dhcp_servers(ctx: AgentContext) -> None:
     """Every network with DHCP has its dnsmasq; if Neutron's agent gave up on one, the network
-    is scheduled on the agent again, then the agent restarted (dhcp.py)."""
+    is scheduled on the agent again (up to dhcp.RESCHEDULES times), then the agent restarted
+    (dhcp.py)."""
     conn = connect(ctx)
-    recoveries = (dhcp.rescheduling(conn), dhcp.RESTART)
+    recoveries = dhcp.first_boot_recoveries(conn)
     used = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
                               recoveries, log, gave_up=dhcp.agent_given_up, wait_s=dhcp.restart_after_s())
     if used:
