@@ -9,8 +9,8 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from pipeline.errors import ApplianceError
-from pipeline.profiles import DEFAULT_PROFILE, available_profiles
+from appliance.errors import ApplianceError
+from pipeline.profiles import DEFAULT_PROFILE, available_profiles, load_profile
 
 ROOT = Path(__file__).resolve().parent
 ARTIFACTS = ROOT / "artifacts"
@@ -35,10 +35,10 @@ def operator_errors(func):
 @operator_errors
 def render(c, profile=DEFAULT_PROFILE, site=None, out=None):
     """Render every configuration file of the appliance for a profile and site."""
-    from pipeline.render import render_site
+    from appliance.render import render_site
 
     out_dir = Path(out) if out else ARTIFACTS / "render" / profile
-    written = render_site(profile, Path(site) if site else None, out_dir)
+    written = render_site(load_profile(profile), Path(site) if site else None, out_dir)
     print(f"rendered {len(written)} files for {profile} into {out_dir}")
     if not site or "secrets" not in Path(site).read_text(encoding="utf-8"):
         print("note: secrets are placeholders; the appliance generates real ones at first boot")
@@ -55,13 +55,13 @@ def build(c, profile=DEFAULT_PROFILE):
 @operator_errors
 def build_guest(c, profile=DEFAULT_PROFILE, out=None):
     """Build only the LXC guest rootfs (lxc-rootfs.img and .zst): try guest elements without the appliance."""
-    from pipeline.build import run_guest_build
+    from pipeline.imagebuild import run_guest_build
 
     run_guest_build(profile, Path(out) if out else ARTIFACTS / f"guest-{profile}")
 
 
 def _build(profile):
-    from pipeline.build import run_build
+    from pipeline.imagebuild import run_build
 
     return run_build(profile, ARTIFACTS / profile)
 
@@ -127,7 +127,7 @@ def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False
 @operator_errors
 def image_import(c, file, name=None, out=None):
     """Convert a cloud disk image to an LXC root filesystem image (no upload: prints the command)."""
-    from pipeline.agent import image_import as ii
+    from appliance.agent import image_import as ii
 
     source = Path(file)
     name = name or ii.default_name(source)
@@ -224,7 +224,8 @@ def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, 
             "fast": "leave out the real image build and the end-to-end appliance tests"})
 def test(c, k=None, fast=False):
     """Run the test suite: unit, build, and the end-to-end appliance tests."""
-    args = [sys.executable, "-m", "pytest", str(ROOT / "tests")]
+    # The image build first: it installs the host tools (qemu-img, ...) the later tests use.
+    args = [sys.executable, "-m", "pytest", *(str(ROOT / "tests" / part) for part in ("imagebuild", "e2e", "unit"))]
     if k:
         args += ["-k", k]
     if fast:

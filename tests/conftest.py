@@ -17,8 +17,9 @@ def appliance_image():
     import json
     import os
 
-    from pipeline.build import run_build
     from project import PROFILE
+
+    from pipeline.imagebuild import run_build
 
     out = ROOT / "artifacts" / PROFILE
     if os.environ.get("APPLIANCE_TEST_REUSE_IMAGE") == "1" and (out / "manifest.json").is_file():

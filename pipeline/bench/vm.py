@@ -10,26 +10,24 @@ were ACTIVE are ACTIVE again).
 from __future__ import annotations
 
 import json
+import shlex
 import time
-from pathlib import Path
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
+
 from ..harness import vm
 
-PROBE = Path(__file__).with_name("probe.py")
 BENCH_NAME = "bench-vm"
 
 
 def burst_wait_s(state: vm.VmState) -> float:
-    """Seconds the burst probe waits for its instances to settle: 900 under KVM, times the
-    agent's EMULATION_PATIENCE under TCG (3600)."""
-    from ..agent.system import EMULATION_PATIENCE
-
-    return 900.0 if state.accel.startswith("kvm") else 900.0 * EMULATION_PATIENCE
+    """Seconds the burst probe waits for its instances to settle: 900, times the timeout
+    scale the harness gave the VM (3600 under TCG)."""
+    return 900.0 * (vm.timeout_scale(state.accel) or 1.0)
 
 
 def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict]:
-    result = vm.run_python(state, PROBE.read_text(), *args, timeout=timeout)
+    result = vm.ssh(state, shlex.join(["python3", "-m", "appliance", "measure", *args]), timeout=timeout)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not lines:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]

@@ -1,7 +1,7 @@
 """A NoCloud seed volume, as an operator hands a site config to a VM: a FAT filesystem
 labelled CIDATA holding ``meta-data``, ``user-data`` and ``appliance.yaml`` (cloud-init's
 NoCloud datasource names the volume "cidata"/"CIDATA" and the first two files; the agent
-reads ``appliance.yaml`` from it, see pipeline/agent/steps_host.py SEED_LABELS).
+reads ``appliance.yaml`` from it, see appliance/agent/steps_host.py SEED_LABELS).
 
 Made with mkfs.vfat and mtools' mcopy on a plain file: no loop device, no mount.
 """
@@ -17,9 +17,10 @@ LABEL = "CIDATA"
 SIZE_KIB = 1024  # plenty for a site config (at most 256 KiB) and FAT's own structures
 
 
-def site_with_root_key(site_yaml: str | None, root_key: str) -> str:
+def harness_site(site_yaml: str | None, root_key: str, timeout_scale: float | None = None) -> str:
     """The site config the VM gets: the operator's (or an empty one) with ``root_key`` added
-    to ``root_authorized_keys`` (kept once), so the harness can log in as root. The
+    to ``root_authorized_keys`` (kept once), so the harness can log in as root, and, when
+    given, ``timeout_scale`` as ``timeouts.scale`` unless the operator set one. The
     mapping's other fields are left as given; the agent validates the whole file."""
     data = yaml.safe_load(site_yaml) if site_yaml else None
     data = {} if data is None else data
@@ -29,6 +30,12 @@ def site_with_root_key(site_yaml: str | None, root_key: str) -> str:
     if root_key.strip() not in [k.strip() for k in keys if isinstance(k, str)]:
         keys.append(root_key.strip())
     data["root_authorized_keys"] = keys
+    if timeout_scale is not None:
+        timeouts = data.get("timeouts")
+        if timeouts is None:
+            data["timeouts"] = timeouts = {}
+        if isinstance(timeouts, dict):
+            timeouts.setdefault("scale", timeout_scale)
     return yaml.safe_dump(data, sort_keys=False)
 
 

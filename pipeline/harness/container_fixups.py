@@ -129,16 +129,15 @@ def stage_guest_image(root: Path, image: Path) -> None:
 
 def copy_source_tree(root: Path, source: Path, profile_file: Path, guest_image: Path | None = None) -> None:
     """Development only (`invoke boot --from-tree`): this checkout's agent, templates and
-    profile over the image's copies (where the appliance-firstboot and appliance-overlays
+    profile over the image's copies (where the appliance-package and appliance-overlays
     elements install them), and its built guest image (``guest_image``, when given) over the
     image's, so a change to them is tried without rebuilding the appliance. Other element
     changes still need `invoke build`; tests and CI boot the image as built."""
     import shutil
 
-    agent = root / "usr/lib/python3/dist-packages/pipeline"
-    shutil.rmtree(agent, ignore_errors=True)
-    shutil.copytree(source / "pipeline", agent,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build"))
+    package = root / "usr/lib/python3/dist-packages/appliance"
+    shutil.rmtree(package, ignore_errors=True)
+    shutil.copytree(source / "appliance", package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     share = root / "usr/share/appliance"
     shutil.rmtree(share / "overlays", ignore_errors=True)
     shutil.copytree(source / "overlays", share / "overlays")

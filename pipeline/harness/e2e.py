@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
+
 from . import local, nspawn
 
 APPLIANCE_LOGS = ("/var/log/appliance", "/var/log/nova", "/var/log/neutron", "/var/log/keystone",
@@ -28,7 +29,7 @@ def collect_logs(state: nspawn.BootState, dest: Path, say=print) -> None:
     except Exception as exc:  # logs are best effort; the failure itself is what matters
         say(f"[e2e] could not collect /var/log from the appliance: {exc}")
     for name, cmd in (("journal.txt", ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]),
-                      ("status.txt", ["python3", "-m", "pipeline.agent", "status"])):
+                      ("status.txt", ["python3", "-m", "appliance.agent", "status"])):
         try:
             (dest / name).write_text(nspawn.exec_in(state, cmd, timeout=120).stdout)
         except Exception:

@@ -3,7 +3,7 @@ installs its own prerequisites)."""
 
 from __future__ import annotations
 
-from ..build.host import apt_install, missing_tools
+from ..imagebuild.host import apt_install, missing_tools
 
 
 def ensure_commands(commands: dict[str, str], log=print) -> None:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
+
 from . import nspawn
 
 BOOT_ROOT = Path("/var/tmp/appliance-boot")
@@ -67,10 +68,10 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
     return state
 
 
-def running_state(profile: str) -> nspawn.BootState:
-    state = nspawn.BootState.load(state_dir(profile))
+def running_state(profile: str, name: str | None = None) -> nspawn.BootState:
+    state = nspawn.BootState.load(state_dir(profile, name))
     if state is None or not nspawn.pid_alive(state.nspawn_pid):
-        raise ApplianceError(f"no appliance {boot_name(profile)} is running; `./inv boot --profile {profile}` first")
+        raise ApplianceError(f"no appliance {boot_name(profile, name)} is running; `./inv boot --profile {profile}` first")
     return state
 
 
@@ -144,7 +145,7 @@ def appliance_ready(state: nspawn.BootState) -> str | None:
     boot complete and every unit of the profile up; every Nova service up and every Neutron
     agent alive), else what it is still waiting for."""
     try:
-        status = nspawn.exec_in(state, ["python3", "-m", "pipeline.agent", "status", "--brief", "--no-api"],
+        status = nspawn.exec_in(state, ["python3", "-m", "appliance.agent", "status", "--brief", "--no-api"],
                                 timeout=60)
     except (ApplianceError, subprocess.TimeoutExpired) as exc:
         return str(exc)

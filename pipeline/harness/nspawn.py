@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
+
 from . import container_fixups, uplink
 from .host import ensure_commands
 

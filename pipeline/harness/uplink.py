@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
 
 UPLINK_GATEWAY = "10.254.0.1"
 UPLINK_PEER = "mgmt1"  # the far end of the appliance's mgmt0

@@ -20,9 +20,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import ApplianceError
+from appliance.errors import ApplianceError
+
+from ..imagebuild.host import apt_install
 from . import cidata, qemu
-from ..build.host import apt_install
 from .host import ensure_commands
 from .local import BOOT_ROOT, boot_name, follow_journal, harness_key
 
@@ -88,6 +89,11 @@ def pid_alive(pid: int) -> bool:
 
 
 DEFAULT_DISK_GB = 20
+# The site's timeouts.scale for a VM under TCG (full emulation): every service runs several
+# times slower there than on hardware (a 2-vCPU TCG VM on 2 cores: RabbitMQ 140 s from start
+# to answering, `import nova.compute.manager` 53-68 s), so every bound of the agent is
+# stretched; KVM runs at hardware speed and needs none.
+TCG_TIMEOUT_SCALE = 4.0
 
 
 def image_virtual_size(image: Path) -> int:
@@ -125,9 +131,10 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True, mode=0o700)
 
-    site_yaml = _site_text(site)
+    site_yaml = _site_text(site, profile)
     key = harness_key(profile)
-    seed_yaml = cidata.site_with_root_key(site_yaml, key.with_suffix(".pub").read_text())
+    accel = qemu.accelerator(image)
+    seed_yaml = cidata.harness_site(site_yaml, key.with_suffix(".pub").read_text(), timeout_scale(accel))
     seed = cidata.write_seed(state_dir / "seed.img", cidata.seed_files(seed_yaml, f"appliance-{time.time_ns()}"))
     overlay = state_dir / "overlay.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(image.resolve()),
@@ -140,7 +147,6 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
         ports = qemu.forwards(qemu.pick_ports(len(qemu.GUEST_PORTS), first=port))
     except ValueError as exc:
         raise ApplianceError(str(exc)) from None
-    accel = qemu.accelerator(image)
     spec = qemu.VmSpec(overlay=overlay, seed=seed, console_log=state_dir / "console.log",
                        pidfile=state_dir / "qemu.pid", monitor=state_dir / "monitor.sock", ports=ports,
                        memory_mb=memory_mb, cpus=cpus, accel=accel, firmware=firmware, uefi_vars=uefi_vars)
@@ -162,15 +168,23 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, memory_mb: 
     return state
 
 
-def _site_text(site: Path | None) -> str | None:
+def timeout_scale(accel: str) -> float | None:
+    """The site's ``timeouts.scale`` for a VM on ``accel``: TCG_TIMEOUT_SCALE without KVM,
+    none (the appliance's default, 1) with it."""
+    return None if accel.startswith("kvm") else TCG_TIMEOUT_SCALE
+
+
+def _site_text(site: Path | None, profile: str) -> str | None:
     """The operator's site config, checked here as the agent will check it (one line and
     nothing started if it is bad), with a key file inlined: the VM cannot read host paths."""
     if site is None:
         return None
-    from ..site import load_site
-    from ..site_checks import read_public_key_file
+    from appliance.site_checks import read_public_key_file
+    from appliance.sitefile import load_site
 
-    parsed = load_site(site)
+    from ..profiles import load_profile
+
+    parsed = load_site(site, load_profile(profile))
     text = site.read_text(encoding="utf-8")
     if parsed.ssh_public_key_file is None:
         return text
@@ -199,14 +213,17 @@ def multiplexing(control_path: Path) -> list[str]:
     return ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_path}", "-o", "ControlPersist=300"]
 
 
-def ssh(state: VmState, command: str, *, timeout: float = 60, key: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``command`` as root in the VM over the VM's shared connection; a connection
-    failure is returncode 255."""
+def ssh(state: VmState, command: str, *, timeout: float = 60, key: Path | None = None,
+        stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``command`` as root in the VM over the VM's shared connection, ``stdin`` (text) on
+    its standard input; a connection failure is returncode 255."""
     key = key or BOOT_ROOT / "keys" / "harness_ed25519"
     cmd = ["ssh", *SSH_OPTIONS, *multiplexing(state.dir / "ssh.sock"), "-i", str(key), "-p", str(state.ssh_port),
            "root@127.0.0.1", command]
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if stdin is None:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(cmd, 255, "", f"timed out after {timeout:.0f} s")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import shlex
 import subprocess
@@ -12,28 +11,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from .host_checks import run_host_checks
+from .host_checks import FACTS_PATH, run_host_checks
 from .report import Report, Result
-
-WORKFLOW = Path(__file__).with_name("api_workflow.py")
 
 
 def target_patience(host) -> float:
-    """The target's slowness factor, as its own agent computes it (4 under full emulation):
-    the workflow's waits scale by it inside the appliance, so its bound here must too."""
-    from pipeline.agent.system import patience_for
-
-    return patience_for(host.run("systemd-detect-virt --vm").stdout.strip())
+    """The target's timeout scale as its first boot recorded it (host fact ``patience``, the
+    site's ``timeouts.scale``; 1 when not recorded): the workflow's waits scale by it inside
+    the appliance, so its bound here must too."""
+    result = host.run(f"cat {FACTS_PATH}")
+    try:
+        return float(json.loads(result.stdout).get("patience", 1.0)) if result.rc == 0 else 1.0
+    except (ValueError, AttributeError):
+        return 1.0
 
 
 def run_api_workflow(host, report: Report, timeout: int = 1200, outbound_probe: str | None = None) -> None:
-    """Send the workflow's source over the connection and run it on the appliance, for at
-    most ``timeout`` seconds times the target's slowness (a TCG VM needed 1014 s of 1200)."""
-    payload = base64.b64encode(WORKFLOW.read_bytes()).decode()
+    """Run the appliance's own `appliance selftest api` over the connection, for at most
+    ``timeout`` seconds times the target's slowness; one Result per JSON line it prints."""
     start = time.monotonic()
     args = f" --outbound-probe {shlex.quote(outbound_probe)}" if outbound_probe else ""
     bound = round(timeout * target_patience(host))
-    result = host.run(f"echo {payload} | base64 -d | timeout {bound} python3 -{args}")
+    result = host.run(f"timeout {bound} python3 -m appliance selftest api{args}")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     for line in lines:
         data = json.loads(line)

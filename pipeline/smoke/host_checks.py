@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from ..profiles import Profile, parse_profile
+from appliance.profiles import Profile, parse_profile
+
 from .report import Report
 
 PROFILE_PATH = "/usr/share/appliance/profile.yaml"

@@ -8,8 +8,8 @@ import os
 import subprocess
 
 import pytest
-
 from project import PROFILE, ROOT
+
 from pipeline.harness import local, nspawn
 
 ARTIFACTS = ROOT / "artifacts"

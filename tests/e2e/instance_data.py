@@ -9,8 +9,8 @@ server id, floating IP, seconds to wait for ACTIVE) ``{"active_s", "ssh_s", "dat
 # Run on the appliance as the lxc user: a server with a floating IP and a file written in it.
 SERVER_WITH_DATA = r"""
 import json
-from pipeline.smoke import guest
-from pipeline.agent.context import AgentContext, Paths
+from appliance.selftest import guest
+from appliance.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 c = guest.connect("lxc")
 server = guest.boot_server(c, site, "restart-keeper")
@@ -25,7 +25,7 @@ print(json.dumps({"id": server.id, "fip": fip.floating_ip_address, "data": resul
 # After the restart: the server's status until ACTIVE (seconds), then its data file over SSH.
 SERVER_BACK = r"""
 import json, sys, time
-from pipeline.smoke import guest
+from appliance.selftest import guest
 server_id, address = sys.argv[1], sys.argv[2]
 c = guest.connect("lxc")
 start = time.monotonic()

@@ -21,8 +21,8 @@ NAME = "e2e-lan"
 # Run on the appliance as the lxc user: a server with a floating IP from `external`.
 SERVER_WITH_FIP = r"""
 import json
-from pipeline.smoke import guest
-from pipeline.agent.context import AgentContext, Paths
+from appliance.selftest import guest
+from appliance.agent.context import AgentContext, Paths
 ctx = AgentContext.load(Paths())
 site = ctx.site
 c = guest.connect("lxc")
@@ -37,7 +37,7 @@ print(json.dumps({"fip": fip.floating_ip_address, "user": ctx.profile.settings.g
 
 # A running instance at power-off keeps the appliance's loop devices busy: clean up first.
 DELETE_SERVER = r"""
-from pipeline.smoke import guest
+from appliance.selftest import guest
 c = guest.connect("lxc")
 for server in c.compute.servers(name="lan-smoke"):
     for fip in c.network.ips(project_id=c.current_project_id):

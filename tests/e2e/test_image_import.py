@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pipeline.smoke.guest import LOGIN_USER
+from appliance.selftest.guest import LOGIN_USER
 
 from .conftest import in_appliance
 from .disk_images import gpt_qcow2

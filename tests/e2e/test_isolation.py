@@ -4,8 +4,8 @@ the escape probes catch an instance whose root is the appliance's root, quotas h
 import json
 
 import pytest
+from project import PROFILE
 
-from project import PROFILE, ROOT
 from pipeline.harness import nspawn
 from pipeline.profiles import load_profile
 
@@ -13,14 +13,13 @@ from .conftest import in_appliance
 
 pytestmark = pytest.mark.e2e
 
-LIFECYCLE = ROOT / "pipeline/smoke/lifecycle.py"
 
 # The smoke's probes against an instance created while nova-compute runs without
 # uid_maps/gid_maps. Run on the appliance; prints {probe: [passed, detail]}.
 PROBES_UNMAPPED = r"""
 import json
-from pipeline.smoke import escape_probes, guest
-from pipeline.agent.context import AgentContext, Paths
+from appliance.selftest import escape_probes, guest
+from appliance.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 lxc, admin = guest.connect("lxc"), guest.connect("admin")
 network = lxc.network.find_network(site.network.name)
@@ -39,7 +38,7 @@ finally:
 
 QUOTA_EXCEEDED = r"""
 import json, openstack
-from pipeline.agent.context import AgentContext, Paths
+from appliance.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 lxc, admin = openstack.connect(cloud="lxc"), openstack.connect(cloud="admin")
 limit = admin.get_compute_quotas("lxc").instances
@@ -60,7 +59,7 @@ def run_on_appliance(state, source, timeout=1200):
 
 
 def test_every_server_action_works_or_is_refused_at_once(appliance):
-    result = run_on_appliance(appliance, LIFECYCLE.read_text())
+    result = nspawn.exec_in(appliance, ["python3", "-m", "appliance", "selftest", "lifecycle"], timeout=1200)
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     for row in rows:
         print(f"{'ok  ' if row['passed'] else 'FAIL'} {row['outcome'] or '-':8} {row['name']:32} "

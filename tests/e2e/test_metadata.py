@@ -20,8 +20,8 @@ LATE_S = 75
 # Run on the appliance as the lxc user; argv: seconds to keep the metadata service away.
 LATE_METADATA = r"""
 import json, subprocess, sys, time
-from pipeline.smoke import escape_probes, guest
-from pipeline.agent.context import AgentContext, Paths
+from appliance.selftest import escape_probes, guest
+from appliance.agent.context import AgentContext, Paths
 site = AgentContext.load(Paths()).site
 late = float(sys.argv[1])
 c = guest.connect("lxc")

@@ -23,14 +23,13 @@ ten instances running.
 """
 import functools
 import json
+import os
 import subprocess
 import time
 
-import os
-
 import pytest
-
 from project import ROOT
+
 from pipeline.harness import local, nspawn, qemu, vm
 
 from .conftest import keep_logs_and_stop

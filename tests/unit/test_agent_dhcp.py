@@ -3,8 +3,8 @@ agent that gave up on a network gets each recovery (reschedule, restart) once, i
 
 import pytest
 
-from pipeline.agent import dhcp
-from pipeline.errors import ApplianceError
+from appliance.agent import dhcp
+from appliance.errors import ApplianceError
 
 NET = "6085211b-44e1-419b-8b56-467c8602ebd1"
 
@@ -87,9 +87,10 @@ def test_ensure_served_applies_each_recovery_once_in_order(kinds, ready_after, s
                                                           used, error, waited_s):
     machine = FakeMachine(ready_after, stuck_runs, gives_up_after)
     recoveries = [machine.recovery(kind) for kind in kinds]
-    call = lambda: dhcp.ensure_served(lambda: [NET], machine.runs, recoveries, machine.said.append,
-                                      gave_up=machine.gave_up, wait_s=360, poll_s=5, clock=lambda: machine.now,
-                                      sleep=machine.sleep)
+    def call():
+        return dhcp.ensure_served(lambda: [NET], machine.runs, recoveries, machine.said.append,
+                                  gave_up=machine.gave_up, wait_s=360, poll_s=5, clock=lambda: machine.now,
+                                  sleep=machine.sleep)
     if error:
         with pytest.raises(ApplianceError, match=error) as caught:
             call()

@@ -3,23 +3,24 @@ status line telling a live run from a dead one, the wait that a failed unit ends
 and the management-network check the agent adds to the site checks."""
 
 import ipaddress
-from pathlib import Path
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
-
 from project import ROOT
-from pipeline.agent.facts import address_network
-from pipeline.agent.journal import DONE, FAILED, PENDING, RUNNING, StepRecord
-from pipeline.agent.lock import AlreadyRunning, Holder, RunLock, current_holder
-from pipeline.agent.status import summarize
-from pipeline.agent.system import SOCKET_IDLE, classify, wait_units
-from pipeline.errors import ApplianceError, ConfigError
-from pipeline.site import SiteConfig
-from pipeline.site_checks import check_management_network
+
+from appliance.agent.facts import address_network
+from appliance.agent.journal import DONE, FAILED, PENDING, RUNNING, StepRecord
+from appliance.agent.lock import AlreadyRunning, Holder, RunLock, current_holder
+from appliance.agent.status import summarize
+from appliance.agent.system import SOCKET_IDLE, classify, wait_units
+from appliance.errors import ApplianceError, ConfigError
+from appliance.site import SiteConfig
+from appliance.site_checks import check_management_network
+from pipeline.profiles import load_profile
 
 
 def _holder_process(lock_path):
@@ -28,7 +29,7 @@ def _holder_process(lock_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from pathlib import Path
-        from pipeline.agent.lock import RunLock
+        from appliance.agent.lock import RunLock
         with RunLock(Path({str(lock_path)!r}), "appliance run --again"):
             print("locked", flush=True)
             time.sleep(60)
@@ -154,7 +155,7 @@ def test_detected_management_network_against_tenant_and_external():
 
 
 def test_seed_site_is_copied_0600_and_bounded(tmp_path, monkeypatch):
-    from pipeline.agent import steps_host
+    from appliance.agent import steps_host
 
     monkeypatch.setenv("APPLIANCE_AGENT_LOG", str(tmp_path / "log"))
     seed = tmp_path / "seed.yaml"
@@ -169,14 +170,20 @@ def test_seed_site_is_copied_0600_and_bounded(tmp_path, monkeypatch):
     assert not target.exists()
 
 
-@pytest.mark.parametrize("virt, override, factor", [
-    ("qemu", None, 4.0),  # TCG: full emulation
-    ("kvm", None, 1.0),
-    ("", None, 1.0),  # bare metal ("none" is printed with exit 1; nothing at all if missing)
-    ("none", None, 1.0),
-    ("kvm", "2.5", 2.5),
-], ids=["tcg", "kvm", "unknown", "bare-metal", "override"])
-def test_patience_under_emulation(virt, override, factor):
-    from pipeline.agent.system import patience_for
+@pytest.mark.parametrize("site_text, factor", [
+    (None, 1.0),  # no site config: bounds as on hardware
+    ("region: RegionOne\n", 1.0),
+    ("timeouts: {scale: 4}\n", 4.0),
+    ("timeouts: {scale: 2.5}\n", 2.5),
+], ids=["no-site", "site-without-timeouts", "scale-4", "scale-2.5"])
+def test_patience_is_the_sites_timeout_scale(tmp_path, monkeypatch, site_text, factor):
+    """The agent's factor comes from the site config alone (no detection of the machine)."""
+    from appliance.agent import system
+    from appliance.agent.context import AgentContext, Paths
 
-    assert patience_for(virt, override) == factor
+    monkeypatch.setattr(system, "_TIMEOUT_SCALE", [7.0])  # whatever an earlier load left
+    if site_text is not None:
+        (tmp_path / "appliance.yaml").write_text(site_text)
+    ctx = AgentContext(paths=Paths(config_dir=tmp_path), profile=load_profile("bookworm-zed"))
+    _ = ctx.site
+    assert system.patience() == factor

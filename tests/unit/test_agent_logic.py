@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from pipeline.agent.facts import pick_management_address
-from pipeline.agent.journal import DONE, FAILED, RUNNING, Journal
-from pipeline.agent.runner import Step, StepFailed, run_steps
-from pipeline.errors import ApplianceError
+from appliance.agent.facts import pick_management_address
+from appliance.agent.journal import DONE, FAILED, RUNNING, Journal
+from appliance.agent.runner import Step, StepFailed, run_steps
+from appliance.errors import ApplianceError
 
 
 def make_steps(calls, fail_at=None, still_done=None):

@@ -1,5 +1,5 @@
 """Every bound the first-boot agent (and the smoke, on the appliance) sets is stretched by
-patience() (4 under qemu TCG): the commands it runs, the waits it polls, and the bounds it
+patience() (the site's timeouts.scale): the commands it runs, the waits it polls, and the bounds it
 hands to openstacksdk (each API request's timeout, the wait for an uploaded image). One row
 per kind of bound; a bound left fixed is what failed a TCG first boot in CI ("Request to
 .../routers/… timed out" after 60 s)."""
@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from pipeline.agent import steps_cloud, steps_openstack, system
-from pipeline.errors import ApplianceError
+from appliance.agent import steps_cloud, steps_openstack, system
+from appliance.errors import ApplianceError
 
 FACTOR = 4.0
 
@@ -51,7 +51,7 @@ def bound_of_api_requests(monkeypatch):
 
 def bound_of_smoke_requests(monkeypatch):
     """The smoke and the e2e programs run on the appliance too, with the same factor."""
-    from pipeline.smoke import guest
+    from appliance.selftest import guest
 
     seen = {}
     monkeypatch.setitem(sys.modules, "openstack", types.SimpleNamespace(connect=lambda **kw: seen.update(kw)))

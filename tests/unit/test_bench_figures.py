@@ -61,8 +61,8 @@ BAD_BENCH_OPTIONS = [  # (profile, options, the one line expected)
 
 @pytest.mark.parametrize("profile, options, message", BAD_BENCH_OPTIONS)
 def test_bench_rejects_bad_options_before_doing_anything(tmp_path, profile, options, message):
+    from appliance.errors import ApplianceError
     from pipeline.bench.run import run_bench
-    from pipeline.errors import ApplianceError
 
     with pytest.raises(ApplianceError, match=re.escape(message)):
         run_bench(profile, tmp_path, **options)
@@ -73,7 +73,7 @@ def test_revision_is_the_commit_and_a_bench_of_changes_says_so():
     import re
     import subprocess
 
-    from pipeline.build.driver import REPO_ROOT, git_revision
+    from pipeline.imagebuild.driver import REPO_ROOT, git_revision
 
     plain = git_revision()
     assert re.fullmatch(r"[0-9a-f]{40}", plain)

@@ -1,7 +1,6 @@
 import stat
 
-from pipeline.credentials import (SECRET_LENGTH, complete_secrets, load_secret_file, secret_names,
-                                  write_secret_file)
+from appliance.credentials import SECRET_LENGTH, complete_secrets, load_secret_file, secret_names, write_secret_file
 from pipeline.profiles import load_profile
 
 

@@ -3,13 +3,13 @@ pure parts of the host-side setup (the NAT rule it owns, finding the uplink)."""
 
 import pytest
 
-from pipeline.agent import external
-from pipeline.credentials import placeholder_secrets
-from pipeline.errors import ApplianceError
+from appliance.agent import external
+from appliance.credentials import placeholder_secrets
+from appliance.errors import ApplianceError
+from appliance.render import HostFacts, render_files
+from appliance.schema import from_mapping
+from appliance.site import SiteConfig
 from pipeline.profiles import load_profile
-from pipeline.render import HostFacts, render_files
-from pipeline.schema import from_mapping
-from pipeline.site import SiteConfig
 
 from .ini import parse_ini
 
@@ -80,12 +80,12 @@ def test_interface_of_names_the_holder_or_fails_clearly():
 
 
 def test_the_harness_lan_site_is_a_valid_provider_site(tmp_path):
+    from appliance.sitefile import load_site
     from pipeline.harness import uplink
-    from pipeline.site import load_site
 
     path = tmp_path / "appliance.yaml"
     path.write_text(uplink.lan_site())
-    ext = load_site(path).external
+    ext = load_site(path, load_profile("bookworm-zed")).external
     assert (ext.mode, ext.interface, ext.cidr, ext.gateway_ip()) == ("provider", uplink.LAN_INTERFACE,
                                                                       uplink.LAN_CIDR, uplink.LAN_ROUTER)
     assert (ext.floating_pool().start, ext.floating_pool().end) == uplink.LAN_FLOATING_RANGE

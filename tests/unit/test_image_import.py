@@ -4,8 +4,8 @@ tests/e2e/test_image_import.py."""
 
 import pytest
 
-from pipeline.agent import image_import as ii
-from pipeline.agent.image_import import ImportRefused, Partition
+from appliance.agent import image_import as ii
+from appliance.agent.image_import import ImportRefused, Partition
 
 SIZE = 0x10100
 

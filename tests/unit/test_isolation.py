@@ -9,10 +9,11 @@ import types
 import pytest
 import yaml
 
-from pipeline.agent import steps_cloud, steps_host
-from pipeline.errors import ApplianceError, ConfigError
-from pipeline.profiles import PROFILE_DIR, IdMap, TenantQuota, load_profile, parse_profile
-from pipeline.render import REPO_OVERLAYS, render_site
+from appliance.agent import steps_cloud, steps_host
+from appliance.errors import ApplianceError, ConfigError
+from appliance.profiles import IdMap, TenantQuota, parse_profile
+from appliance.render import REPO_OVERLAYS, render_site
+from pipeline.profiles import PROFILE_DIR, load_profile
 
 SHIFT_TEMPLATE = REPO_OVERLAYS / "usr/lib/python3/dist-packages/nova/privsep/idmapshift.zed.py.j2"
 
@@ -25,7 +26,7 @@ def _zed_data():
 def test_both_profiles_map_instances_into_a_dedicated_range(name, tmp_path):
     profile = load_profile(name)
     assert profile.instance_id_map == IdMap(host_start=100000, count=65536)
-    render_site(name, None, tmp_path)
+    render_site(load_profile(name), None, tmp_path)
     nova = (tmp_path / "etc/nova/nova.conf").read_text()
     libvirt = nova.split("[libvirt]", 1)[1].split("\n[", 1)[0]
     assert "uid_maps = 0:100000:65536" in libvirt and "gid_maps = 0:100000:65536" in libvirt
@@ -35,8 +36,7 @@ def test_without_a_map_nova_gets_no_id_maps(tmp_path, monkeypatch):
     data = _zed_data()
     del data["instance_id_map"]
     profile = parse_profile(data, "test.yaml")
-    monkeypatch.setattr("pipeline.profiles.load_profile", lambda name="": profile)
-    render_site("bookworm-zed", None, tmp_path)
+    render_site(profile, None, tmp_path)
     assert "uid_maps" not in (tmp_path / "etc/nova/nova.conf").read_text()
 
 
@@ -187,7 +187,7 @@ def test_policy_rule_names_are_checked_against_the_service(tmp_path):
     (the snippet it runs in the image with the service's own list_rules) names it."""
     import subprocess
 
-    from pipeline.build.configcheck import _UNKNOWN_RULES
+    from pipeline.imagebuild.configcheck import _UNKNOWN_RULES
 
     (tmp_path / "fakepolicies.py").write_text(
         "class R:\n    def __init__(self, n): self.name = n\n"

@@ -3,7 +3,7 @@
 import json
 import subprocess
 
-from pipeline.agent import migrations
+from appliance.agent import migrations
 from pipeline.profiles import load_profile
 
 

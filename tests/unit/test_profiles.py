@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.errors import ApplianceError, ConfigError
-from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile, parse_profile
-from pipeline.render import REPO_OVERLAYS
+from appliance.errors import ApplianceError, ConfigError
+from appliance.profiles import parse_profile
+from appliance.render import REPO_OVERLAYS
+from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile
 
 
 def test_all_profiles_exist():
@@ -84,7 +85,7 @@ def test_rpc_gate_names_only_units_of_the_profile():
 
 
 def test_gated_units_are_started_after_the_rest(monkeypatch):
-    from pipeline.agent import steps_openstack
+    from appliance.agent import steps_openstack
 
     class Ctx:
         profile = load_profile("bookworm-zed")
@@ -101,17 +102,17 @@ def test_gated_units_are_started_after_the_rest(monkeypatch):
 
 
 def test_site_defaults_set_the_guest_image_name_and_a_site_file_wins(tmp_path):
-    from pipeline.site import load_site
+    from appliance.sitefile import load_site
 
     trixie = load_profile("trixie-epoxy")
     assert trixie.distro.release == "trixie" and trixie.openstack_release == "epoxy"
-    assert load_site(None, defaults=trixie.site_defaults).image_name == "lxc_debian_13"
-    assert load_site(None, defaults=load_profile("bookworm-zed").site_defaults).image_name == "lxc_debian_12"
+    assert load_site(None, trixie).image_name == "lxc_debian_13"
+    assert load_site(None, load_profile("bookworm-zed")).image_name == "lxc_debian_12"
     site = tmp_path / "appliance.yaml"
     site.write_text("image_name: mine\n")
-    assert load_site(site, defaults=trixie.site_defaults).image_name == "mine"
+    assert load_site(site, trixie).image_name == "mine"
     site.write_text("region: RegionTwo\n")
-    assert load_site(site, defaults=trixie.site_defaults).image_name == "lxc_debian_13"
+    assert load_site(site, trixie).image_name == "lxc_debian_13"
 
 
 @pytest.mark.parametrize("value, match", [
@@ -129,7 +130,7 @@ def test_bad_site_defaults_are_refused(value, match):
 @pytest.mark.parametrize("bind, expected", [("management", "10.254.0.10"), ("any", "10.254.0.10"),
                                             ("loopback", "127.0.0.1")])
 def test_the_agent_asks_rabbitmq_where_its_amqp_listener_is_bound(bind, expected):
-    from pipeline.agent import steps_infra
+    from appliance.agent import steps_infra
 
     data = _zed_data()
     rabbitmq = next(s for s in data["services"] if s["name"] == "rabbitmq")

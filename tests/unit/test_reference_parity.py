@@ -7,12 +7,12 @@ with the same value, in the file the appliance renders for that path.
 import re
 
 import pytest
-
 from project import FIXTURES
-from pipeline.credentials import placeholder_secrets, secret_names
+
+from appliance.credentials import placeholder_secrets
+from appliance.render import HostFacts, render_files
+from appliance.sitefile import load_site
 from pipeline.profiles import load_profile
-from pipeline.render import HostFacts, render_files
-from pipeline.site import load_site
 from unit.ini import parse_ini
 
 CHAPTER = FIXTURES / "lxc-openstack-chapter.zh.md"
@@ -86,7 +86,7 @@ def chapter_listings() -> dict[str, list[list[str]]]:
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, str]:
     profile = load_profile("xenial-newton")
-    site = load_site(FIXTURES / "seed-site.yaml", secret_names=set(secret_names(profile)))
+    site = load_site(FIXTURES / "seed-site.yaml", profile)
     secrets = {**placeholder_secrets(profile), **site.secrets}
     files = render_files(profile, site, HostFacts.from_site(site), secrets)
     return {f.spec.path: f.content for f in files}

@@ -6,12 +6,12 @@ import stat
 
 import pytest
 import yaml
-
 from project import FIXTURES
-from pipeline.credentials import placeholder_secrets, secret_names
+
+from appliance.credentials import placeholder_secrets, secret_names
+from appliance.render import HostFacts, render_files, render_site
+from appliance.sitefile import load_site
 from pipeline.profiles import load_profile
-from pipeline.render import HostFacts, render_files, render_site
-from pipeline.site import load_site
 
 # file -> {section: {option: expected value or None for "present"}}
 ZED_NEEDS = {
@@ -71,7 +71,7 @@ ZED_NEEDS = {
 @pytest.fixture(scope="module")
 def zed():
     profile = load_profile("bookworm-zed")
-    site = load_site(None)
+    site = load_site(None, load_profile("bookworm-zed"))
     files = render_files(profile, site, HostFacts.from_site(site), placeholder_secrets(profile))
     return {f.spec.path: f for f in files}
 
@@ -113,7 +113,7 @@ def test_clouds_yaml_has_admin_and_lxc(zed):
 
 
 def test_render_tree_writes_secret_files_0600(tmp_path):
-    written = render_site("bookworm-zed", None, tmp_path)
+    written = render_site(load_profile("bookworm-zed"), None, tmp_path)
     profile = load_profile("bookworm-zed")
     modes = {p: stat.S_IMODE(p.stat().st_mode) for p in written}
     for spec in profile.files():
@@ -129,12 +129,12 @@ def test_render_tree_writes_secret_files_0600(tmp_path):
 def test_site_fixed_secret_is_used(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text("secrets: {nova_db_password: fixed-secret-1}\n")
-    render_site("bookworm-zed", site, tmp_path / "out")
+    render_site(load_profile("bookworm-zed"), site, tmp_path / "out")
     assert "nova:fixed-secret-1@controller/nova_api" in (tmp_path / "out/etc/nova/nova.conf").read_text()
 
 
 def test_seed_site_renders_for_zed_too(tmp_path):
-    render_site("bookworm-zed", FIXTURES / "seed-site.yaml", tmp_path)
+    render_site(load_profile("bookworm-zed"), FIXTURES / "seed-site.yaml", tmp_path)
     agent = (tmp_path / "etc/neutron/plugins/ml2/linuxbridge_agent.ini").read_text()
     assert "physical_interface_mappings = provider:eth1" in agent
     assert "local_ip = 10.208.132.45" in agent
@@ -186,7 +186,7 @@ def test_worker_setting_reaches_every_api_and_rpc_service(tmp_path):
 
     profile = load_profile("bookworm-zed")
     bigger = replace(profile, settings={**profile.settings, "workers": 4})
-    site = load_site(None)
+    site = load_site(None, load_profile("bookworm-zed"))
     files = {f.spec.path: f.content for f in render_files(bigger, site, HostFacts.from_site(site),
                                                             placeholder_secrets(bigger))}
     for path in UWSGI_INIS:
@@ -229,7 +229,7 @@ def test_rabbitmq_definitions_carry_the_openstack_user_as_a_salted_sha256(tmp_pa
 
     site = tmp_path / "site.yaml"
     site.write_text("secrets: {rabbitmq_password: fixed-amqp-secret}\n")
-    render_site("bookworm-zed", site, tmp_path / "out")
+    render_site(load_profile("bookworm-zed"), site, tmp_path / "out")
     conf = (tmp_path / "out/etc/rabbitmq/rabbitmq.conf").read_text()
     assert "load_definitions = /etc/rabbitmq/definitions.json" in conf
     definitions = json.loads((tmp_path / "out/etc/rabbitmq/definitions.json").read_text())
@@ -247,7 +247,7 @@ def test_guest_shutdown_timeout_scales_with_the_machines_slowness(patience, time
     """libvirt-guests gives the instances the profile's guest_shutdown_timeout (30 s) on real
     hardware and that many times longer on an emulated machine (host fact ``patience``)."""
     profile = load_profile("bookworm-zed")
-    site = load_site(None)
+    site = load_site(None, load_profile("bookworm-zed"))
     files = render_files(profile, site, HostFacts.from_site(site, patience=patience), placeholder_secrets(profile))
     text = next(f.content for f in files if f.spec.path == "/etc/default/libvirt-guests")
     assert re.search(r"^SHUTDOWN_TIMEOUT=(\S+)$", text, re.M).group(1) == timeout

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from project import ROOT
-from pipeline.errors import ConfigError
-from pipeline.site import SiteConfig, load_site
+
+from appliance.errors import ConfigError
+from appliance.site import SiteConfig
+from appliance.sitefile import load_site
+from pipeline.profiles import load_profile
 
 # `invoke` from this environment: ./inv would first (re)install .venv when pyproject changed.
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
@@ -36,6 +38,10 @@ BAD_SITES = [
      "root_authorized_keys[1]: expected one OpenSSH public key line"),
     ("root keys not a list", "root_authorized_keys: 7\n", "root_authorized_keys"),
     ("bad hostname", "hostname: Under_Score\n", "hostname: expected a lower-case DNS host name"),
+    ("timeout scale below 1", "timeouts: {scale: 0.5}\n", "timeouts.scale: expected a number from 1 to 20, got 0.5"),
+    ("timeout scale too large", "timeouts: {scale: 400}\n", "timeouts.scale: expected a number from 1 to 20, got 400"),
+    ("timeout scale not a number", "timeouts: {scale: slow}\n", "timeouts.scale: expected a number"),
+    ("unknown timeouts key", "timeouts: {factor: 4}\n", "timeouts.factor: unknown key"),
     ("unknown secret", "secrets: {root_password: abcdefgh12}\n", "secrets.root_password: unknown secret"),
     ("weak secret", "secrets: {admin_password: short}\n", "secrets.admin_password: expected 8 to 128 characters"),
     ("external: unknown mode", "external: {mode: bridge}\n", "external.mode: expected one of host, provider, none"),
@@ -123,7 +129,7 @@ def test_bad_site_is_rejected_by_invoke_render(tmp_path, label, text, message):
 def test_empty_site_is_all_defaults(tmp_path):
     site = tmp_path / "appliance.yaml"
     site.write_text("")
-    assert load_site(site) == SiteConfig()
+    assert load_site(site, load_profile("bookworm-zed")) == SiteConfig()
 
 
 def test_defaults_derive_gateway_and_pool():
@@ -136,7 +142,7 @@ def test_defaults_derive_gateway_and_pool():
 def test_pool_below_a_last_address_gateway(tmp_path):
     site = tmp_path / "s.yaml"
     site.write_text("network: {cidr: 10.1.0.0/28, gateway: 10.1.0.14}\n")
-    pool = load_site(site).allocation_pool()
+    pool = load_site(site, load_profile("bookworm-zed")).allocation_pool()
     assert (pool.start, pool.end) == ("10.1.0.1", "10.1.0.13")
 
 
@@ -144,7 +150,7 @@ def test_ssh_key_file_relative_to_site_file(tmp_path):
     (tmp_path / "id.pub").write_text(KEY + "\n")
     site = tmp_path / "s.yaml"
     site.write_text("ssh_public_key_file: id.pub\nflavors: [{name: tiny, id: 1, vcpus: 1, ram_mb: 128, disk_gb: 1}]\n")
-    loaded = load_site(site)
+    loaded = load_site(site, load_profile("bookworm-zed"))
     assert loaded.flavors[0].id == 1 and loaded.ssh_public_key_file == "id.pub"
 
 
@@ -153,7 +159,7 @@ def test_both_key_forms_are_refused(tmp_path):
     site = tmp_path / "s.yaml"
     site.write_text(f"ssh_public_key: {KEY}\nssh_public_key_file: id.pub\n")
     with pytest.raises(ConfigError, match="ssh_public_key_file: give either"):
-        load_site(site)
+        load_site(site, load_profile("bookworm-zed"))
 
 
 def test_render_without_site_uses_defaults(tmp_path):

@@ -1,11 +1,11 @@
-"""pipeline.smoke.guest.boot_server: the one way the smoke and the e2e programs boot an
+"""appliance.selftest.guest.boot_server: the one way the smoke and the e2e programs boot an
 instance; one that does not become ACTIVE is deleted before its error is raised."""
 
 from types import SimpleNamespace as NS
 
 import pytest
 
-from pipeline.smoke import guest
+from appliance.selftest import guest
 
 SITE = NS(network=NS(name="nat"), flavors=[NS(name="m1.tiny")], image_name="debian-lxc", keypair_name="lxckey")
 

@@ -1,10 +1,10 @@
-"""The smoke's reading of an ssh attempt (pipeline.smoke.guest.ssh_outcome): a command that
+"""The smoke's reading of an ssh attempt (appliance.selftest.guest.ssh_outcome): a command that
 ran, one that failed, and one still hanging when its time is up are three different answers
 (a security group check must not take a hung connection for a refused one)."""
 
 import pytest
 
-from pipeline.smoke import guest
+from appliance.selftest import guest
 
 
 @pytest.mark.parametrize("cmd, outcome", [

@@ -1,14 +1,14 @@
 """The VM harness's pure logic: accelerator choice, ports, the qemu command line, the
 NoCloud volume's content and root's authorized keys."""
 
-from pathlib import Path
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline.agent.steps_host import authorize_root_keys
-from pipeline.harness import cidata, qemu
+from appliance.agent.steps_host import authorize_root_keys
+from pipeline.harness import cidata, qemu, vm
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9bVfq1V2Hk8sQ1m2kGq1iC0vXx8Zy1h7Q0T1m3mQ0c harness"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9bVfq1V2Hk8sQ1m2kGq1iC0vXx8Zy1h7Q0T1m3mQ0d operator"
@@ -116,10 +116,25 @@ def test_qemu_command_refuses(tmp_path, kw, message):
     (f"root_authorized_keys: ['{KEY}']\n", [KEY]),  # not twice
 ], ids=["no-site", "site", "operator-key-kept", "already-there"])
 def test_seed_site_carries_the_harness_key(site, expected_keys):
-    data = yaml.safe_load(cidata.site_with_root_key(site, KEY + "\n"))
+    data = yaml.safe_load(cidata.harness_site(site, KEY + "\n"))
     assert data["root_authorized_keys"] == expected_keys
     if site and "network" in site:
         assert data["network"] == {"cidr": "10.77.0.0/24"}
+
+
+@pytest.mark.parametrize("site, scale, expected", [
+    (None, None, None),  # KVM: no timeouts key, the appliance's default
+    (None, 4.0, {"scale": 4.0}),  # TCG
+    ("timeouts: {scale: 2}\n", 4.0, {"scale": 2}),  # the operator's own value wins
+], ids=["kvm", "tcg", "operator-set"])
+def test_seed_site_carries_the_harness_timeout_scale(site, scale, expected):
+    data = yaml.safe_load(cidata.harness_site(site, KEY + "\n", scale))
+    assert data.get("timeouts") == expected
+
+
+@pytest.mark.parametrize("accel, scale", [("kvm", None), (qemu.TCG, 4.0), ("tcg", 4.0)])
+def test_vm_timeout_scale_only_without_kvm(accel, scale):
+    assert vm.timeout_scale(accel) == scale
 
 
 def test_seed_volume_is_a_cidata_fat_volume(tmp_path):
@@ -166,7 +181,7 @@ def test_vm_ssh_shares_one_connection_per_vm(monkeypatch, tmp_path):
 
 
 def test_vm_disk_smaller_than_the_image_is_refused_before_anything_starts(tmp_path, monkeypatch):
-    from pipeline.errors import ApplianceError
+    from appliance.errors import ApplianceError
     from pipeline.harness import vm
 
     image = tmp_path / "bookworm-zed" / "appliance.qcow2"

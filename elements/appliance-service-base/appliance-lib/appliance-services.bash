@@ -18,7 +18,7 @@ appliance_service_list() {
     local kind=$1 svc=$2 var
     var="APPLIANCE_${kind}_$(echo "$svc" | tr 'a-z-' 'A-Z_')"
     if [ -z "${!var+set}" ]; then
-        echo "appliance: $var is not set; the build driver (pipeline.build) exports it from the profile" >&2
+        echo "appliance: $var is not set; the build driver (pipeline.imagebuild) exports it from the profile" >&2
         return 1
     fi
     echo "${!var}"

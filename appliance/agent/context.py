@@ -1,0 +1,106 @@
+"""What every first-boot step works with: paths, profile, site, facts and secrets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..credentials import load_secret_file
+from ..errors import ApplianceError
+from ..profiles import Profile, parse_profile
+from ..render import HostFacts
+from ..schema import load_yaml_mapping
+from ..site import SiteConfig
+from ..sitefile import load_site
+from .facts import load_facts
+from .system import set_patience
+
+
+@dataclass(frozen=True)
+class Paths:
+    profile: Path = Path("/usr/share/appliance/profile.yaml")
+    images: Path = Path("/var/lib/appliance/images")
+    config_dir: Path = Path("/etc/appliance")
+    state_dir: Path = Path("/var/lib/appliance")
+    # tmpfs: a lock (and its holder record) never survives a reboot.
+    run_dir: Path = Path("/run/appliance")
+
+    @property
+    def site(self) -> Path:
+        return self.config_dir / "appliance.yaml"
+
+    @property
+    def secrets(self) -> Path:
+        return self.config_dir / "secrets.yaml"
+
+    @property
+    def facts(self) -> Path:
+        return self.state_dir / "facts.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.state_dir / "firstboot.json"
+
+    @property
+    def done_marker(self) -> Path:
+        """Exists once first boot finished; the unit's ConditionPathExists checks it."""
+        return self.state_dir / "firstboot.done"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one agent run allowed at a time; see lock.py."""
+        return self.run_dir / "agent.lock"
+
+    @property
+    def private_key(self) -> Path:
+        return self.config_dir / "lxckey"
+
+    @classmethod
+    def from_environment(cls) -> "Paths":
+        """APPLIANCE_PROFILE may point at another profile file (tests, hand runs)."""
+        profile = os.environ.get("APPLIANCE_PROFILE")
+        return cls(profile=Path(profile)) if profile else cls()
+
+
+@dataclass
+class AgentContext:
+    paths: Paths
+    profile: Profile
+    _site: SiteConfig | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, paths: Paths) -> "AgentContext":
+        if not paths.profile.is_file():
+            raise ApplianceError(f"{paths.profile} is missing; this image was not built by the appliance pipeline")
+        return cls(paths=paths, profile=parse_profile(load_yaml_mapping(paths.profile), str(paths.profile)))
+
+    @property
+    def site(self) -> SiteConfig:
+        if self._site is None:
+            path = self.paths.site if self.paths.site.exists() else None
+            self._site = load_site(path, self.profile)
+            set_patience(self._site.timeouts.scale)
+        return self._site
+
+    @property
+    def facts(self) -> HostFacts:
+        facts = load_facts(self.paths.facts)
+        if facts is None:
+            raise ApplianceError("host facts are not recorded yet (the host step has not run)")
+        return facts
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        values = load_secret_file(self.paths.secrets)
+        if not values:
+            raise ApplianceError(f"{self.paths.secrets} is missing (the secrets step has not run)")
+        return values
+
+    @property
+    def controller(self) -> str:
+        return self.facts.hostname
+
+    def keystone_url(self, admin: bool = False) -> str:
+        port = self.profile.identity.admin_port if admin else self.profile.identity.public_port
+        return f"http://{self.controller}:{port}/{self.profile.identity.api_version}"

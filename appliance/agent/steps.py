@@ -1,0 +1,56 @@
+"""The first-boot steps, in order. Each is idempotent; the journal skips finished ones."""
+
+from __future__ import annotations
+
+from . import steps_cloud as cloud
+from . import steps_host as host
+from . import steps_infra as infra
+from . import steps_openstack as openstack
+from .context import AgentContext
+from .runner import Step
+
+
+def first_boot_steps(ctx: AgentContext) -> list[Step]:
+    def bind(func):
+        return lambda: func(ctx)
+
+    return [
+        Step("host", "site config, host name and management address", bind(host.host_identity),
+             still_done=lambda: ctx.paths.facts.exists()),
+        Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
+             still_done=lambda: ctx.paths.secrets.exists()),
+        Step("configs", "render the configuration files", bind(host.write_configs)),
+        # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
+        Step("external-network", "external network, host side (bridge, forwarding, NAT)",
+             bind(host.external_network)),
+        Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids)),
+        Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
+        Step("databases", "service databases and users", bind(infra.service_databases),
+             still_done=bind(infra.databases_exist)),
+        Step("rabbitmq", "epmd on its declared address, RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
+        Step("memcached", "memcached on its declared address", bind(infra.memcached)),
+        Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone)),
+        # Before any server starts: nova-conductor and nova-scheduler exit at start-up when
+        # their service user cannot authenticate yet.
+        Step("identity", "projects, users, roles, services and endpoints", bind(openstack.identity_resources),
+             still_done=bind(openstack.catalog_complete)),
+        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations)),
+        # The servers load (tens of seconds of CPU) while the next steps wait and work.
+        Step("services", "start the OpenStack servers", bind(openstack.start_servers)),
+        Step("agents", "start nova-compute and the agents once their RPC servers listen",
+             bind(openstack.start_gated)),
+        Step("apis", "wait for every API to answer", bind(openstack.apis_answer)),
+        Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
+        Step("flavors", "flavors", bind(cloud.flavors)),
+        Step("quotas", "the tenant project's quotas, sized from this host", bind(cloud.tenant_quotas)),
+        Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
+        Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
+        Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
+             still_done=bind(cloud.network_exists)),
+        Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
+        Step("services-up", "wait for services and agents, discover the compute host",
+             bind(openstack.services_report_up)),
+        # Neutron's DHCP agent gives a network's set-up 300 s and never retries: on a slow
+        # machine the tenant network was left without DHCP.
+        Step("dhcp", "every network with DHCP has its DHCP server", bind(cloud.dhcp_servers)),
+    ]

@@ -1,0 +1,146 @@
+"""The `appliance` command (``python3 -m appliance``): what an operator and the appliance's own
+units run on the appliance.
+
+  appliance run [--again]          first boot (or resume it); `--again` re-checks every step
+  appliance status [--brief]       each first-boot step and whether every service is up
+  appliance image import FILE      a cloud disk image as an LXC image in Glance
+  appliance selftest api|lifecycle the checks `invoke smoke` runs here; JSON lines on stdout
+  appliance measure memory|instances|burst
+                                   what `invoke bench` measures here; JSON lines on stdout
+  appliance external-network|dhcp  boot-time units' commands
+  appliance migrate-image          build time, in the image chroot
+
+Exit codes: 0 done, 1 a step or check failed, 2 bad input or state (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .agent.context import AgentContext, Paths
+from .agent.journal import Journal
+from .agent.lock import RunLock
+from .agent.runner import StepFailed, run_steps
+from .agent.status import print_status
+from .agent.steps import first_boot_steps
+from .agent.steps_host import preflight
+from .agent.system import LOG_PATH
+from .errors import ApplianceError
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="appliance", description="The appliance's first-boot agent.")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run (or resume) first boot; the default command")
+    run.add_argument("--again", action="store_true",
+                     help="re-check every step even though first boot completed (each converges)")
+    status = sub.add_parser("status", help="each first-boot step, and whether every service is up")
+    status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
+    status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
+    sub.add_parser("external-network", help="set up the external network's host side (bridge, NAT); run at every boot")
+    sub.add_parser("dhcp", help="wait until every network the DHCP agent served has its DHCP server, restarting "
+                                "the agent if Neutron gave up; run at every boot")
+    migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
+    migrate.add_argument("--profile", default=str(Paths().profile), help="the profile YAML installed in the image")
+    image = sub.add_parser("image", help="Glance images for LXC instances")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    importing = image_sub.add_parser("import", help="convert a cloud disk image (qcow2 or raw, MBR or GPT) to an LXC "
+                                                    "root filesystem image and upload it")
+    importing.add_argument("file", type=Path)
+    importing.add_argument("--name", help="Glance name (default: the file name without .qcow2/.img/.raw)")
+    selftest = sub.add_parser("selftest", help="the checks `invoke smoke` runs on the appliance (JSON lines)")
+    selftest.add_argument("suite", choices=("api", "lifecycle"))
+    selftest.add_argument("rest", nargs=argparse.REMAINDER, help="the suite's own options (api: --outbound-probe HOST:PORT)")
+    measure = sub.add_parser("measure", help="what `invoke bench` measures on the appliance (JSON lines)")
+    measure.add_argument("rest", nargs=argparse.REMAINDER, help="memory | instances RUNS | burst COUNT [keep] [WAIT_S]")
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    args = parser.parse_args(argv)
+    if args.command == "selftest":
+        return _selftest(args.suite, args.rest)
+    if args.command == "measure":
+        from . import measure as measuring
+
+        return measuring.main(args.rest)
+    if args.command == "migrate-image":
+        return _migrate_image(Path(args.profile))
+    paths = Paths.from_environment()
+    try:
+        ctx = AgentContext.load(paths)
+        journal = Journal.load(paths.journal)
+        if args.command in ("external-network", "dhcp", "image"):
+            _ = ctx.site  # read and checked once: its timeouts.scale bounds every wait
+        if args.command == "external-network":
+            from .agent.external import converge_from_state
+
+            return converge_from_state(ctx)
+        if args.command == "dhcp":
+            from .agent.dhcp import ensure_served_at_boot
+
+            ensure_served_at_boot(say)
+            return 0
+        if args.command == "image":
+            return _image_import(ctx, args.file, args.name)
+        if args.command == "status":
+            return print_status(ctx, journal, brief=args.brief, ask_api=not args.no_api)
+        again = getattr(args, "again", False)
+        with RunLock(paths.lock, "appliance run" + (" --again" if again else "")):
+            journal = Journal.load(paths.journal)  # as the previous holder left it
+            if journal.completed_at and not again:
+                say("[firstboot] first boot completed earlier; nothing to do")
+                return 0
+            # Every check of the input before any step changes anything.
+            preflight(ctx)
+            journal.begin_run(os.getpid(), "run --again" if again else "run")
+            run_steps(first_boot_steps(ctx), journal, say,
+                      log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot", rerun_all=again)
+        paths.done_marker.touch()
+        return 0
+    except StepFailed as exc:
+        print(f"[firstboot] {exc}", file=sys.stderr)
+        return 1
+    except ApplianceError as exc:
+        print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+
+
+def _selftest(suite: str, rest: list[str]) -> int:
+    if suite == "api":
+        from .selftest import api_workflow
+
+        return api_workflow.main(rest) or 0
+    from .selftest import lifecycle
+
+    return lifecycle.main(rest) or 0
+
+
+def _image_import(ctx: AgentContext, source: Path, name: str | None) -> int:
+    from .agent.image_import import import_image
+    from .agent.steps_openstack import connect
+
+    import_image(source, name, lambda: connect(ctx), say=say)
+    return 0
+
+
+def _migrate_image(profile_path: Path) -> int:
+    from .agent.migrations import migrate_at_build
+    from .profiles import parse_profile
+    from .schema import load_yaml_mapping
+
+    try:
+        migrate_at_build(parse_profile(load_yaml_mapping(profile_path), str(profile_path)), say=say)
+        return 0
+    except ApplianceError as exc:
+        print(f"appliance: migrate-image: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

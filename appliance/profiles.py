@@ -1,0 +1,249 @@
+"""Release profiles: everything release-specific, as data.
+
+A profile is a YAML file in the repository's ``profiles/`` named after the profile (the
+build host's catalogue, ``pipeline.profiles``); the image carries the one it was built with
+as ``/usr/share/appliance/profile.yaml``. It names the
+distribution, the mirrors, and every service of the appliance the same way (packages,
+systemd units, databases, service user, catalog entry, listening ports, config files and
+the overlay template that renders each). Adding a release means writing one of these files
+plus the templates that truly differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .schema import from_mapping, load_yaml_mapping
+
+
+@dataclass(frozen=True)
+class Distro:
+    family: str  # debian | ubuntu
+    release: str  # bookworm, xenial, ...
+    dib_element: str  # debian-minimal, ubuntu-minimal
+    mirror: str
+    security_mirror: str = ""
+    components: tuple[str, ...] = ("main",)
+    # Extra apt sources as full one-line "deb ..." entries (e.g. a cloud archive).
+    extra_repositories: tuple[str, ...] = ()
+    # Packages that only exist to make the others installable (keyrings and the like).
+    base_packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """How Keystone is reached, which differs between releases."""
+
+    public_port: int
+    admin_port: int
+    api_version: str = "v3"
+    # keystonemiddleware's name for the public URL: auth_uri (old) or www_authenticate_uri.
+    authtoken_uri_option: str = "www_authenticate_uri"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str  # absolute path on the appliance
+    template: str  # relative to overlays/
+    mode: str = "0644"
+    owner: str = "root"
+    group: str = "root"
+    # Values for a template shared by several files (one uwsgi template serves every API).
+    vars: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
+
+    @property
+    def holds_secrets(self) -> bool:
+        return not self.mode_bits & 0o077
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A Keystone catalog entry; ``url`` may use {host}."""
+
+    type: str
+    name: str
+    description: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Port:
+    port: int
+    # Which address the service must listen on: management, any or loopback.
+    bind: str = "management"
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    packages: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    databases: tuple[str, ...] = ()
+    db_user: str = ""
+    # Keystone user the service authenticates as (created in project "service").
+    service_user: str = ""
+    endpoint: Endpoint | None = None
+    ports: tuple[Port, ...] = ()
+    files: tuple[ConfigFile, ...] = ()
+
+
+@dataclass(frozen=True)
+class RpcGate:
+    """Units that start only once the RPC servers consume their queues.
+
+    An RPC call sent before its queue is declared is dropped by RabbitMQ, and the caller
+    waits out its whole timeout (60 s, then a back-off) before asking again.
+    """
+
+    queues: tuple[str, ...]
+    units: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """The host ids an instance's ids 0..count-1 map to (Nova's ``[libvirt] uid_maps`` and
+    ``gid_maps``, both ``0:host_start:count``): root in an instance is ``host_start`` on
+    the appliance. The range is reserved for root in /etc/subuid and /etc/subgid."""
+
+    host_start: int
+    # At least 65536, so that every id a distribution uses (nobody is 65534) is mapped.
+    count: int = 65536
+
+    # Ids at or above this never appear in an image's /etc/passwd (Debian's system and
+    # user ranges end at 59999 and 65534); the kernel's largest id is 2**32 - 2.
+    MIN_START = 65536
+    MAX_END = 2**32 - 1
+
+
+@dataclass(frozen=True)
+class TenantQuota:
+    """How first boot sizes the compute quotas of the tenant project from the host:
+    RAM = host RAM - ``reserved_ram_mb`` (in 256 MB steps), cores = CPUs x ``vcpus_per_cpu``,
+    instances = cores (no instance has less than one vCPU)."""
+
+    project: str = "lxc"
+    # What the appliance's own services need (idle about 3.5 GiB RSS, see README "Sizing").
+    reserved_ram_mb: int = 4096
+    # Nova's own CPU overcommit for the placement inventory is far higher; this keeps one
+    # tenant's containers from taking every CPU many times over.
+    vcpus_per_cpu: int = 4
+    # The RAM quota on a host smaller than the reserve (a 4 GiB VM is what an operator tries
+    # first): two instances of the default 1024 MB flavor. An LXC flavor's RAM is a cgroup
+    # limit, not an allocation: an idle Debian instance uses tens of MB.
+    min_ram_mb: int = 2048
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    distro: Distro
+    openstack_release: str
+    identity: Identity
+    services: tuple[Service, ...]
+    # Free-form values for templates (worker counts, option variants).
+    settings: dict[str, Any] = field(default_factory=dict)
+    rpc_gate: RpcGate | None = None
+    # User-namespaced instances; None runs an instance's root as the appliance's root.
+    instance_id_map: IdMap | None = None
+    # Compute quotas of the tenant project; None leaves Nova's defaults.
+    tenant_quota: TenantQuota | None = None
+    # Defaults for top-level site config fields that depend on the release (the name of the
+    # guest image the build ships); a site file's own value wins. Checked as site fields.
+    site_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+    def has_service(self, name: str) -> bool:
+        return any(svc.name == name for svc in self.services)
+
+    def packages(self) -> list[str]:
+        """Every package of the appliance, in service order, without repeats."""
+        seen: dict[str, None] = dict.fromkeys(self.distro.base_packages)
+        for svc in self.services:
+            seen.update(dict.fromkeys(svc.packages))
+        return list(seen)
+
+    def files(self) -> list[ConfigFile]:
+        return [f for svc in self.services for f in svc.files]
+
+    def units(self) -> list[str]:
+        return [u for svc in self.services for u in svc.units]
+
+    def endpoints(self) -> list[Endpoint]:
+        return [svc.endpoint for svc in self.services if svc.endpoint]
+
+
+def load_profile_file(path: Path) -> Profile:
+    """Read and check one profile file; ConfigError names the file and the field."""
+    return parse_profile(load_yaml_mapping(path), str(path))
+
+
+def parse_profile(data: dict, source: str) -> Profile:
+    profile = from_mapping(Profile, data, source)
+    _check_profile(profile, source)
+    return profile
+
+
+def _check_profile(profile: Profile, source: str) -> None:
+    from .site import SiteConfig
+
+    from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
+    names = [svc.name for svc in profile.services]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(source, f"services[{i}].name", f"duplicate service {name!r}")
+    paths: set[str] = set()
+    for i, svc in enumerate(profile.services):
+        if svc.databases and not svc.db_user:
+            raise ConfigError(source, f"services[{i}].db_user", "required when databases are listed")
+        for j, cfg in enumerate(svc.files):
+            where = f"services[{i}].files[{j}]"
+            if not cfg.path.startswith("/"):
+                raise ConfigError(source, f"{where}.path", f"expected an absolute path, got {cfg.path!r}")
+            if cfg.path in paths:
+                raise ConfigError(source, f"{where}.path", f"{cfg.path} is written by two services")
+            paths.add(cfg.path)
+            try:
+                cfg.mode_bits
+            except ValueError:
+                raise ConfigError(source, f"{where}.mode", f"expected an octal mode like '0640', got {cfg.mode!r}") from None
+        for j, port in enumerate(svc.ports):
+            if port.bind not in ("management", "any", "loopback"):
+                raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
+    idmap = profile.instance_id_map
+    if idmap is not None:
+        if idmap.host_start < IdMap.MIN_START:
+            raise ConfigError(source, "instance_id_map.host_start",
+                              f"expected at least {IdMap.MIN_START} (above every id an image uses), "
+                              f"got {idmap.host_start}")
+        if idmap.count < 65536:
+            raise ConfigError(source, "instance_id_map.count", f"expected at least 65536, got {idmap.count}")
+        if idmap.host_start + idmap.count > IdMap.MAX_END:
+            raise ConfigError(source, "instance_id_map.count", f"expected host_start + count <= {IdMap.MAX_END}")
+    quota = profile.tenant_quota
+    if quota is not None:
+        if quota.reserved_ram_mb < 0:
+            raise ConfigError(source, "tenant_quota.reserved_ram_mb",
+                              f"expected 0 or more, got {quota.reserved_ram_mb}")
+        if quota.vcpus_per_cpu < 1:
+            raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
+        if quota.min_ram_mb < 0:
+            raise ConfigError(source, "tenant_quota.min_ram_mb", f"expected 0 or more, got {quota.min_ram_mb}")
+    if profile.rpc_gate:
+        units = set(profile.units())
+        for j, unit in enumerate(profile.rpc_gate.units):
+            if unit not in units:
+                raise ConfigError(source, f"rpc_gate.units[{j}]", f"{unit} is not a unit of any service")

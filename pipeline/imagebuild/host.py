@@ -1,0 +1,193 @@
+"""Host prerequisites of an image build: tools diskimage-builder calls, and device-mapper.
+
+diskimage-builder shells out to a handful of tools and runs several of them through sudo.
+``ensure_host_prerequisites`` installs what is missing with apt-get and says exactly what is
+still missing when it cannot. On kernels without device-mapper (some micro-VMs and
+containers) it installs the ``kpartx``/``dmsetup`` stand-ins kept in ``shims/`` into
+/usr/local/sbin, which sudo's secure_path searches before /usr/sbin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from appliance.errors import ApplianceError
+
+SHIM_DIR = Path(__file__).with_name("shims")
+SHIM_TARGET_DIR = Path("/usr/local/sbin")
+# Our shims carry this text, so they can be told apart from an admin's own scripts (the
+# package's name is left out: shims installed before pipeline/build was renamed say
+# "installed by pipeline.build.host").
+SHIM_MARKER = "installed by pipeline."
+
+# command -> Debian package providing it. Commands, not packages, are checked, so a tool
+# installed some other way counts too.
+BUILD_TOOLS: dict[str, str] = {
+    "debootstrap": "debootstrap",
+    "sgdisk": "gdisk",
+    "mkfs.vfat": "dosfstools",
+    "mksquashfs": "squashfs-tools",
+    "sudo": "sudo",
+    "qemu-img": "qemu-utils",
+    "mkfs.ext4": "e2fsprogs",
+    "zstd": "zstd",
+    "partx": "util-linux",
+    "fstrim": "util-linux",
+    "losetup": "mount",
+    "unshare": "util-linux",
+    "chroot": "coreutils",
+    "tar": "tar",
+    "gzip": "gzip",
+}
+# Only needed where the kernel has device-mapper; elsewhere the shims stand in.
+DEVICE_MAPPER_TOOLS: dict[str, str] = {"kpartx": "kpartx", "dmsetup": "dmsetup"}
+
+
+@dataclass
+class HostReport:
+    device_mapper: bool
+    shims_installed: list[str] = field(default_factory=list)
+    packages_installed: list[str] = field(default_factory=list)
+
+
+def kernel_has_device_mapper(proc_misc: Path = Path("/proc/misc"), dm_module: Path = Path("/sys/module/dm_mod")) -> bool:
+    """True when device-mapper is built in or loaded (it registers a misc device)."""
+    if dm_module.exists():
+        return True
+    try:
+        return any(line.split()[-1:] == ["device-mapper"] for line in proc_misc.read_text().splitlines())
+    except OSError:
+        return False
+
+
+def _try_load_device_mapper() -> bool:
+    """Load dm_mod when it is a module that is merely not loaded yet."""
+    if kernel_has_device_mapper():
+        return True
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "-q", "dm_mod"], check=False, capture_output=True)
+    return kernel_has_device_mapper()
+
+
+def required_tools(device_mapper: bool) -> dict[str, str]:
+    tools = dict(BUILD_TOOLS)
+    if device_mapper:
+        tools.update(DEVICE_MAPPER_TOOLS)
+    return tools
+
+
+def missing_tools(tools: dict[str, str], which: Callable[[str], str | None] = shutil.which) -> dict[str, str]:
+    # Root's tools live in sbin directories that a non-root PATH may lack.
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    return {cmd: pkg for cmd, pkg in tools.items() if not which_in(cmd, path, which)}
+
+
+def which_in(cmd: str, path: str, which: Callable[..., str | None]) -> str | None:
+    try:
+        return which(cmd, path=path)
+    except TypeError:  # a test double that takes only the command
+        return which(cmd)
+
+
+def describe_missing(missing: dict[str, str]) -> str:
+    packages = sorted(set(missing.values()))
+    commands = ", ".join(sorted(missing))
+    return f"missing build tools: {commands} (Debian packages: {' '.join(packages)})"
+
+
+def _privileged(cmd: list[str]) -> list[str]:
+    return cmd if os.geteuid() == 0 else ["sudo", "-n", *cmd]
+
+
+def apt_install(packages: list[str], log: Callable[[str], None]) -> None:
+    if not shutil.which("apt-get"):
+        raise ApplianceError("no apt-get on this host; install them by hand")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = _privileged(["apt-get", "install", "-y", "--no-install-recommends", *packages])
+    log(f"[host] installing {' '.join(packages)}")
+    done = subprocess.run(install, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        # A fresh host may have no package lists yet: update once and retry.
+        subprocess.run(_privileged(["apt-get", "update"]), env=env, capture_output=True, text=True)
+        done = subprocess.run(install, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise ApplianceError(f"apt-get install {' '.join(packages)} failed:\n{tail}")
+
+
+def _is_our_shim(path: Path) -> bool:
+    try:
+        return SHIM_MARKER in path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def install_shims(target_dir: Path = SHIM_TARGET_DIR, shim_dir: Path = SHIM_DIR) -> list[str]:
+    """Copy the device-mapper stand-ins into target_dir; returns the ones (re)written."""
+    written = []
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for shim in sorted(p for p in shim_dir.iterdir() if p.is_file()):
+        target = target_dir / shim.name
+        if target.exists() and not _is_our_shim(target):
+            raise ApplianceError(f"{target} exists and is not ours; move it away so the {shim.name} shim can be installed")
+        if not target.exists() or target.read_bytes() != shim.read_bytes():
+            shutil.copyfile(shim, target)
+            written.append(str(target))
+        target.chmod(0o755)
+    return written
+
+
+def remove_shims(target_dir: Path = SHIM_TARGET_DIR, shim_dir: Path = SHIM_DIR) -> list[str]:
+    """On a host that has device-mapper after all, the real tools must win."""
+    removed = []
+    for shim in shim_dir.iterdir():
+        target = target_dir / shim.name
+        if target.exists() and _is_our_shim(target):
+            target.unlink()
+            removed.append(str(target))
+    return removed
+
+
+def _check_sudo_resolves_shims(target_dir: Path) -> None:
+    """diskimage-builder runs `sudo kpartx`: sudo's secure_path must find ours first."""
+    for name in ("kpartx", "dmsetup"):
+        found = subprocess.run(["sudo", "-n", "sh", "-c", f"command -v {name}"], capture_output=True, text=True)
+        resolved = found.stdout.strip()
+        if resolved != str(target_dir / name):
+            raise ApplianceError(
+                f"sudo resolves {name} to {resolved or 'nothing'}, not {target_dir / name}: put {target_dir} "
+                "first in secure_path in /etc/sudoers (this kernel has no device-mapper, so the real tool cannot work)"
+            )
+
+
+def ensure_host_prerequisites(log: Callable[[str], None] = print, *, install: bool = True) -> HostReport:
+    """Make this host able to run diskimage-builder, or say exactly what is missing."""
+    device_mapper = _try_load_device_mapper()
+    report = HostReport(device_mapper=device_mapper)
+    tools = required_tools(device_mapper)
+    missing = missing_tools(tools)
+    if missing and install:
+        packages = sorted(set(missing.values()))
+        apt_install(packages, log)
+        report.packages_installed = packages
+        missing = missing_tools(tools)
+    if missing:
+        raise ApplianceError(describe_missing(missing))
+
+    if device_mapper:
+        removed = remove_shims()
+        if removed:
+            log(f"[host] device-mapper present: removed stand-ins {', '.join(removed)}")
+        if not Path("/dev/mapper/control").exists():
+            subprocess.run(_privileged(["dmsetup", "mknodes"]), check=False, capture_output=True)
+    else:
+        report.shims_installed = install_shims()
+        if report.shims_installed:
+            log(f"[host] no device-mapper in this kernel: installed {', '.join(report.shims_installed)}")
+        _check_sudo_resolves_shims(SHIM_TARGET_DIR)
+    return report
