@@ -84,41 +84,29 @@ def _build(profile):
                     "(default: the first free run in 2300-2399)"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
-         restart=False, memory=4096, cpus=2, firmware="bios", port=None, disk=20):
+         restart=False, memory=None, cpus=None, firmware=None, port=None, disk=None):
     """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
     --vm under qemu; --stop tears it down, --restart reboots it on the same disk."""
-    from pipeline.harness import local
-
-    if vm:
-        from pipeline.harness import vm as qemu_vm
-
-        if from_tree or lan or restart:
-            raise Exit("error: --from-tree, --lan and --restart are for the container harness, not --vm "
-                       "(reboot a VM from inside: systemctl reboot)", code=2)
-        if stop:
-            qemu_vm.stop(profile)
-            return
-        state = qemu_vm.boot(profile, ARTIFACTS, site=Path(site) if site else None, memory_mb=int(memory),
-                             cpus=int(cpus), firmware=firmware, port=int(port) if port else None,
-                             disk_gb=int(disk))
-        if wait:
-            qemu_vm.wait_for_first_boot(state)
-        return
+    target = _target(profile, vm, from_tree=from_tree or None, lan=lan or None,
+                     memory_mb=_int(memory), cpus=_int(cpus), firmware=firmware, port=_int(port), disk_gb=_int(disk))
     if stop:
-        local.stop(profile)
-        return
-    if restart:
-        state, _ = local.restart(profile)
+        target.stop()
+    elif restart:
+        target.restart(wait=wait)
+    else:
+        target.boot(site=Path(site) if site else None)
         if wait:
-            local.wait_until_ready(state)
-        return
-    from pipeline.harness import uplink
+            target.wait_for_first_boot()
 
-    site_yaml = uplink.lan_site() if lan and not site else None
-    state = local.boot(profile, ARTIFACTS, site=Path(site) if site else None, site_yaml=site_yaml,
-                       from_tree=from_tree, lan=lan)
-    if wait:
-        local.wait_for_first_boot(state)
+
+def _target(profile, vm=False, **options):
+    from pipeline.harness.target import boot_target
+
+    return boot_target("vm" if vm else "container", profile, ARTIFACTS, **options)
+
+
+def _int(value):
+    return int(value) if value is not None else None
 
 
 @task(name="image-import", help={"file": "a cloud disk image: qcow2 or raw, MBR or GPT, or a bare ext2/3/4 filesystem",
@@ -146,35 +134,28 @@ def image_import(c, file, name=None, out=None):
           f"--file {target} {name}")
 
 
-@task(help={"profile": PROFILE_HELP})
+@task(help={"profile": PROFILE_HELP, "vm": "the VM `invoke boot --vm` started"})
 @operator_errors
-def shell(c, profile=DEFAULT_PROFILE):
+def shell(c, profile=DEFAULT_PROFILE, vm=False):
     """Open a root shell inside the locally booted appliance."""
     import os
 
-    from pipeline.harness import local, nspawn
-
-    state = local.running_state(profile)
-    os.execvp("nsenter", ["nsenter", "--target", str(nspawn.leader_pid(state)), "--mount", "--uts", "--ipc",
-                          "--net", "--pid", "--cgroup", "--", "/bin/bash", "-l"])
+    argv = _target(profile, vm).shell_argv()
+    os.execvp(argv[0], argv)
 
 
 @task(help={"target": "testinfra host spec (ssh://root@host); default: the appliance `invoke boot` started",
             "outbound_probe": "HOST:PORT that answers a TCP connection with the source address it saw; checks "
                               "instances' outbound NAT (default with the local harness: its internet stand-in)",
-            "profile": PROFILE_HELP, "identity": "SSH private key for the target", "host_only": "skip the API workflow"})
+            "profile": PROFILE_HELP, "identity": "SSH private key for the target", "host_only": "skip the API workflow",
+            "vm": "the VM `invoke boot --vm` started (default: the container)"})
 @operator_errors
-def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=False, outbound_probe=None):
+def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=False, outbound_probe=None, vm=False):
     """Check a booted appliance: host checks and the reference workflow; ends with `N passed, N failed`."""
-    from pipeline.harness import local
-
     command = [sys.executable, "-m", "pipeline.smoke"]
     if target is None:
-        state = local.running_state(profile)
-        from pipeline.harness import uplink
-
-        command = ["ip", "netns", "exec", state.netns, *command, "--target", local.harness_target(),
-                   "--identity", str(local.harness_key(profile)), "--outbound-probe", uplink.INTERNET_PROBE]
+        booted = _target(profile, vm)
+        command = [*booted.smoke_prefix(), *command, *booted.smoke_target()]
     else:
         command += ["--target", target] + (["--identity", identity] if identity else [])
         command += ["--outbound-probe", outbound_probe] if outbound_probe else []
