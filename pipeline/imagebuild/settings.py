@@ -153,6 +153,9 @@ def common_env(settings: BuildSettings) -> dict[str, str]:
         "ELEMENTS_PATH": settings.elements_path(),
         # DIB answers for its own log; we keep the full output in build.log.
         "DIB_SHOW_IMAGE_USAGE": "1",
+        # Every phase script traced into build.log (the elements follow DIB's preamble); a
+        # failed build is read there.
+        "DIB_DEBUG_TRACE": os.environ.get("DIB_DEBUG_TRACE", "1"),
     }
 
 
