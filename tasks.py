@@ -201,6 +201,16 @@ def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, 
               vm_firmware=firmware)
 
 
+@task(name="bench-report", help={"bench_dir": "where the bench's JSON records are (default artifacts/bench)"})
+@operator_errors
+def bench_report(c, bench_dir=None):
+    """Regenerate docs/benchmarks.md's figures from the newest bench record of each profile and harness."""
+    from pipeline.bench.report import update_doc
+
+    used = update_doc(ROOT / "docs" / "benchmarks.md", Path(bench_dir) if bench_dir else ARTIFACTS / "bench")
+    print(f"docs/benchmarks.md: figures from {used} record(s)")
+
+
 @task(help={"k": "only tests matching this pytest -k expression",
             "fast": "leave out the real image build and the end-to-end appliance tests"})
 def test(c, k=None, fast=False):

@@ -214,4 +214,9 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
         path = write_record(data, artifacts / "bench")
         say(table(bench.figures))
         say(f"[bench] written to {path}")
+        from .report import update_doc
+
+        doc = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+        update_doc(doc, artifacts / "bench")
+        say(f"[bench] {doc} regenerated from {artifacts / 'bench'}")
     return path

@@ -1,0 +1,66 @@
+"""docs/benchmarks.md's figures come from the bench's JSON records, newest per profile and
+harness; a doc without its markers or a folder without records is refused."""
+
+import json
+
+import pytest
+
+from appliance.errors import ApplianceError
+from pipeline.bench import report
+
+
+def _record(profile="bookworm-zed", vm=False, started="2026-12-01T00:00:00Z", median=50.0):
+    return {"profile": profile, "git_revision": "abc123", "started_at": started, "options": {"vm": vm},
+            "machine": {"cpus": 2, "memory": "24 GiB"},
+            "figures": {"boot → cloud ready": {"unit": "s", "samples": [median], "n": 1, "min": median,
+                                               "median": median, "max": median, "target": 60, "verdict": "met"}}}
+
+
+def _doc(tmp_path, body=None):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(body if body is not None else f"# B\n\n{report.BEGIN}\nold\n{report.END}\n\nafter\n")
+    return doc
+
+
+def test_newest_record_per_profile_and_harness(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for name, data in [("20261201T000000Z-bookworm-zed.json", _record(median=70.0)),
+                       ("20261202T000000Z-bookworm-zed.json", _record(median=50.0)),
+                       ("20261203T000000Z-bookworm-zed.json", _record(vm=True, median=1142.0)),
+                       ("20261204T000000Z-broken.json", None)]:
+        (bench / name).write_text(json.dumps(data) if data else "{not json")
+    doc = _doc(tmp_path)
+    assert report.update_doc(doc, bench) == 2
+    text = doc.read_text()
+    assert "| boot → cloud ready | s | 1 | 50.0 | 60.0 | met |" in text
+    assert "| boot → cloud ready | s | 1 | 1142 | 60.0 | met |" in text
+    assert "70.0" not in text and "old" not in text
+    assert text.endswith("\n\nafter\n") and "container harness" in text and "VM harness" in text
+
+
+@pytest.mark.parametrize("figure, row", [
+    ({"unit": "s", "n": 0}, "| f | s | 0 | not measured |  |  |"),
+    ({"unit": "MiB", "n": 3, "min": 2951, "median": 3000.4, "max": 3100, "target": 3072, "verdict": "met"},
+     "| f | MiB | 3 | 3000 (2951–3100) | 3072 | met |"),
+    ({"unit": "s", "n": 2, "min": 1.84, "median": 2.4, "max": 3.36}, "| f | s | 2 | 2.4 (1.8–3.4) |  |  |"),
+], ids=["none", "several-with-target", "small-values"])
+def test_figure_rows(figure, row):
+    assert report.figure_row("f", figure) == row
+
+
+@pytest.mark.parametrize("body, records, message", [
+    ("# no markers\n", True, "expected one generated section"),
+    (f"{report.END}\n{report.BEGIN}\n", True, "expected one generated section"),
+    (None, False, "no bench record"),
+], ids=["no-markers", "markers-reversed", "no-records"])
+def test_refusals(tmp_path, body, records, message):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    if records:
+        (bench / "20261201T000000Z-bookworm-zed.json").write_text(json.dumps(_record()))
+    doc = _doc(tmp_path, body)
+    before = doc.read_text()
+    with pytest.raises(ApplianceError, match=message):
+        report.update_doc(doc, bench)
+    assert doc.read_text() == before
