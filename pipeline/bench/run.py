@@ -157,13 +157,15 @@ def plain_dib_build(profile_name: str, work: Path) -> float:
     import os
 
     from ..imagebuild.dib import build_environment, run_disk_image_create
+    from ..imagebuild.host import ensure_host_prerequisites
     from ..imagebuild.settings import BuildSettings, common_env, distro_env
     from ..profiles import load_profile
 
     profile = load_profile(profile_name)
     settings = BuildSettings(work_dir=work / "work", cache_dir=work / "cache")
     settings.dib_tmp_dir.mkdir(parents=True, exist_ok=True)
-    env = build_environment({**common_env(settings), **distro_env(profile, os.environ)})
+    host = ensure_host_prerequisites(log=lambda line: None)
+    env = build_environment({**common_env(settings), **distro_env(profile, os.environ)}, host.tool_dirs)
     started = time.monotonic()
     run_disk_image_create(["-t", "qcow2", "-o", str(work / "plain"), profile.distro.dib_element, "vm"],
                           env, work / "plain-build.log")

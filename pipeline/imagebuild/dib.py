@@ -34,11 +34,13 @@ def dib_version() -> str:
         return "unknown"
 
 
-def build_environment(extra: Mapping[str, str]) -> dict[str, str]:
+def build_environment(extra: Mapping[str, str], tool_dirs: Sequence[str] = ()) -> dict[str, str]:
+    """The environment disk-image-create runs in: ``tool_dirs`` first on PATH (the host's
+    stand-ins, HostReport.tool_dirs), then the interpreter's bin so that DIB finds its own
+    helpers, then root's usual directories; ``extra`` over the rest."""
     env = dict(os.environ)
-    # /usr/local/sbin first: that is where the device-mapper shims live on hosts that need
-    # them; the interpreter's bin so that DIB finds its own helpers.
-    path = [str(Path(sys.executable).parent), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    path = [*tool_dirs, str(Path(sys.executable).parent), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
+            "/sbin", "/bin"]
     env["PATH"] = ":".join(dict.fromkeys(path + env.get("PATH", "").split(":")))
     env.update(extra)
     return env

@@ -167,8 +167,8 @@ def run_guest_build(profile_name: str, out_dir: Path, *, log: Log = print, setti
             settings.dib_tmp_dir.mkdir(parents=True, exist_ok=True)
             settings.cache_dir.mkdir(parents=True, exist_ok=True)
             with stages.stage("host-prerequisites"):
-                ensure_host_prerequisites(log=log, install=install_prerequisites)
-            rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log)
+                host = ensure_host_prerequisites(log=log, install=install_prerequisites)
+            rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log, host.tool_dirs)
             copy_sparse(rootfs.compressed, out_dir / f"{LXC_IMAGE_NAME}.zst")
         finally:
             release_build_resources(settings.work_dir, log=log)
@@ -178,8 +178,8 @@ def run_guest_build(profile_name: str, out_dir: Path, *, log: Log = print, setti
 
 
 def _guest_stage(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Stages, log_path: Path,
-                 environ: dict, log: Log):
-    guest_env = build_environment(lxc_guest_env(profile, settings, environ))
+                 environ: dict, log: Log, tool_dirs: list[str]):
+    guest_env = build_environment(lxc_guest_env(profile, settings, environ), tool_dirs)
     key = inputs_key(guest_element_dirs(), guest_env, dib_version=dib_version(), zstd_level=settings.zstd_level)
     with stages.stage("lxc-rootfs"):
         rootfs = build_lxc_rootfs(settings, guest_env, log_path, key=key)
@@ -202,7 +202,7 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
         for check in mirror_checks(profile, environ):
             check_mirror(check, timeout=settings.mirror_timeout_s)
 
-    rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log)
+    rootfs = _guest_stage(profile, out_dir, settings, stages, log_path, environ, log, host.tool_dirs)
     key = rootfs.key
 
     work = settings.work_dir / "appliance"
@@ -212,7 +212,7 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
         report_dir.mkdir(parents=True)
         env = build_environment(appliance_env(
             profile, settings, profile_file=profile_path(profile.name), lxc_image=rootfs.compressed,
-            lxc_image_size=rootfs.image.stat().st_size, report_dir=report_dir, environ=environ))
+            lxc_image_size=rootfs.image.stat().st_size, report_dir=report_dir, environ=environ), host.tool_dirs)
         args = ["-t", ",".join(settings.image_types), "-o", str(work / "appliance"), *appliance_elements(profile, settings)]
         run_disk_image_create(args, env, log_path)
         for kind in settings.image_types:

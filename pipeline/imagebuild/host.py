@@ -3,8 +3,10 @@
 diskimage-builder shells out to a handful of tools and runs several of them through sudo.
 ``ensure_host_prerequisites`` installs what is missing with apt-get and says exactly what is
 still missing when it cannot. On kernels without device-mapper (some micro-VMs and
-containers) it installs the ``kpartx``/``dmsetup`` stand-ins kept in ``shims/`` into
-/usr/local/sbin, which sudo's secure_path searches before /usr/sbin.
+containers) the ``kpartx``/``dmsetup`` stand-ins kept in ``shims/`` go first on the build's
+own PATH (``HostReport.tool_dirs``), never into the host's directories; a ``sudo`` stand-in
+beside them runs diskimage-builder's ``sudo kpartx`` as root with that PATH (the real sudo's
+secure_path would not find them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Callable
 from appliance.errors import ApplianceError
 
 SHIM_DIR = Path(__file__).with_name("shims")
+# Where earlier versions installed the stand-ins; ours found there are removed.
 SHIM_TARGET_DIR = Path("/usr/local/sbin")
 # Our shims carry this text, so they can be told apart from an admin's own scripts (the
 # package's name is left out: shims installed before pipeline/build was renamed say
@@ -51,8 +54,14 @@ DEVICE_MAPPER_TOOLS: dict[str, str] = {"kpartx": "kpartx", "dmsetup": "dmsetup"}
 @dataclass
 class HostReport:
     device_mapper: bool
-    shims_installed: list[str] = field(default_factory=list)
+    shims_removed: list[str] = field(default_factory=list)
     packages_installed: list[str] = field(default_factory=list)
+
+    @property
+    def tool_dirs(self) -> list[str]:
+        """Directories to put first on diskimage-builder's PATH: the device-mapper stand-ins
+        (with their sudo) where the kernel has no device-mapper, else none."""
+        return [] if self.device_mapper else [str(SHIM_DIR)]
 
 
 def kernel_has_device_mapper(proc_misc: Path = Path("/proc/misc"), dm_module: Path = Path("/sys/module/dm_mod")) -> bool:
@@ -127,21 +136,6 @@ def _is_our_shim(path: Path) -> bool:
         return False
 
 
-def install_shims(target_dir: Path = SHIM_TARGET_DIR, shim_dir: Path = SHIM_DIR) -> list[str]:
-    """Copy the device-mapper stand-ins into target_dir; returns the ones (re)written."""
-    written = []
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for shim in sorted(p for p in shim_dir.iterdir() if p.is_file()):
-        target = target_dir / shim.name
-        if target.exists() and not _is_our_shim(target):
-            raise ApplianceError(f"{target} exists and is not ours; move it away so the {shim.name} shim can be installed")
-        if not target.exists() or target.read_bytes() != shim.read_bytes():
-            shutil.copyfile(shim, target)
-            written.append(str(target))
-        target.chmod(0o755)
-    return written
-
-
 def remove_shims(target_dir: Path = SHIM_TARGET_DIR, shim_dir: Path = SHIM_DIR) -> list[str]:
     """On a host that has device-mapper after all, the real tools must win."""
     removed = []
@@ -151,18 +145,6 @@ def remove_shims(target_dir: Path = SHIM_TARGET_DIR, shim_dir: Path = SHIM_DIR) 
             target.unlink()
             removed.append(str(target))
     return removed
-
-
-def _check_sudo_resolves_shims(target_dir: Path) -> None:
-    """diskimage-builder runs `sudo kpartx`: sudo's secure_path must find ours first."""
-    for name in ("kpartx", "dmsetup"):
-        found = subprocess.run(["sudo", "-n", "sh", "-c", f"command -v {name}"], capture_output=True, text=True)
-        resolved = found.stdout.strip()
-        if resolved != str(target_dir / name):
-            raise ApplianceError(
-                f"sudo resolves {name} to {resolved or 'nothing'}, not {target_dir / name}: put {target_dir} "
-                "first in secure_path in /etc/sudoers (this kernel has no device-mapper, so the real tool cannot work)"
-            )
 
 
 def ensure_host_prerequisites(log: Callable[[str], None] = print, *, install: bool = True) -> HostReport:
@@ -179,15 +161,15 @@ def ensure_host_prerequisites(log: Callable[[str], None] = print, *, install: bo
     if missing:
         raise ApplianceError(describe_missing(missing))
 
+    report.shims_removed = remove_shims()
+    if report.shims_removed:
+        log(f"[host] removed stand-ins an earlier build installed: {', '.join(report.shims_removed)}")
     if device_mapper:
-        removed = remove_shims()
-        if removed:
-            log(f"[host] device-mapper present: removed stand-ins {', '.join(removed)}")
         if not Path("/dev/mapper/control").exists():
             subprocess.run(_privileged(["dmsetup", "mknodes"]), check=False, capture_output=True)
+    elif os.geteuid() != 0:
+        raise ApplianceError("this kernel has no device-mapper: build as root, so that diskimage-builder's "
+                             f"kpartx and dmsetup calls reach the stand-ins in {SHIM_DIR} on the build's PATH")
     else:
-        report.shims_installed = install_shims()
-        if report.shims_installed:
-            log(f"[host] no device-mapper in this kernel: installed {', '.join(report.shims_installed)}")
-        _check_sudo_resolves_shims(SHIM_TARGET_DIR)
+        log(f"[host] no device-mapper in this kernel: kpartx and dmsetup stand-ins from {SHIM_DIR} on the build's PATH")
     return report

@@ -1,9 +1,10 @@
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from appliance.errors import ApplianceError
-from pipeline.imagebuild import host
+from pipeline.imagebuild import dib, host
 
 
 def test_device_mapper_detected_from_proc_misc(tmp_path):
@@ -37,25 +38,39 @@ def test_missing_tools_names_commands_and_packages():
     assert "sgdisk" in message and "gdisk" in message and "qemu-utils" in message
 
 
-def test_shims_install_idempotently_and_refuse_foreign_files(tmp_path):
-    written = host.install_shims(tmp_path)
-    assert sorted(Path(p).name for p in written) == ["dmsetup", "kpartx"]
-    assert all((tmp_path / name).stat().st_mode & 0o111 for name in ("kpartx", "dmsetup"))
-    assert host.install_shims(tmp_path) == []  # unchanged: nothing rewritten
+@pytest.mark.parametrize("files, removed", [
+    ({}, []),
+    ({"kpartx": "#!/bin/bash\n# kpartx stand-in (installed by pipeline.build.host).\n",
+      "dmsetup": "#!/bin/sh\n# someone else's\n"}, ["kpartx"]),
+    ({"dmsetup": "#!/bin/bash\n# (installed by pipeline.imagebuild.host)\n", "kpartx": "#!/bin/sh\necho admin\n"},
+     ["dmsetup"]),
+], ids=["none", "old-package-name", "foreign-kept"])
+def test_remove_shims_removes_only_ours(tmp_path, files, removed):
+    """Earlier versions installed the stand-ins into /usr/local/sbin; only ours go."""
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert [Path(p).name for p in host.remove_shims(tmp_path)] == removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(files) - set(removed))
 
-    foreign = tmp_path / "other"
-    foreign.mkdir()
-    (foreign / "kpartx").write_text("#!/bin/sh\necho the admin's own\n")
-    with pytest.raises(ApplianceError, match="not ours"):
-        host.install_shims(foreign)
+
+@pytest.mark.parametrize("device_mapper, dirs", [(True, []), (False, [str(host.SHIM_DIR)])])
+def test_stand_ins_only_on_the_builds_path(device_mapper, dirs):
+    report = host.HostReport(device_mapper=device_mapper)
+    assert report.tool_dirs == dirs
+    env = dib.build_environment({}, report.tool_dirs)
+    assert env["PATH"].split(":")[:len(dirs)] == dirs
 
 
-def test_remove_shims_removes_only_ours(tmp_path):
-    host.install_shims(tmp_path)
-    (tmp_path / "dmsetup").write_text("#!/bin/sh\n# someone else's\n")
-    removed = host.remove_shims(tmp_path)
-    assert [Path(p).name for p in removed] == ["kpartx"]
-    assert (tmp_path / "dmsetup").exists()
+def test_sudo_stand_in_runs_the_command_with_the_builds_path(tmp_path):
+    """As root it runs the command itself (so `sudo kpartx` finds the stand-in); options it
+    knows are dropped, others go to the real sudo."""
+    if os.geteuid() != 0:
+        pytest.skip("the stand-in only acts for root (the build on a kernel without device-mapper runs as root)")
+    env = dict(os.environ, PATH=f"{host.SHIM_DIR}:{os.environ['PATH']}")
+    sudo = str(host.SHIM_DIR / "sudo")
+    for argv in ([sudo, "sh", "-c", "command -v kpartx"], [sudo, "-E", "--", "sh", "-c", "command -v kpartx"]):
+        found = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.strip()
+        assert found == str(host.SHIM_DIR / "kpartx"), argv
 
 
 def test_shims_carry_the_marker():
