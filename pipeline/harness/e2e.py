@@ -29,7 +29,7 @@ def collect_logs(state: nspawn.BootState, dest: Path, say=print) -> None:
     except Exception as exc:  # logs are best effort; the failure itself is what matters
         say(f"[e2e] could not collect /var/log from the appliance: {exc}")
     for name, cmd in (("journal.txt", ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]),
-                      ("status.txt", ["python3", "-m", "appliance.agent", "status"])):
+                      ("status.txt", ["python3", "-m", "appliance", "status"])):
         try:
             (dest / name).write_text(nspawn.exec_in(state, cmd, timeout=120).stdout)
         except Exception:

@@ -145,7 +145,7 @@ def appliance_ready(state: nspawn.BootState) -> str | None:
     boot complete and every unit of the profile up; every Nova service up and every Neutron
     agent alive), else what it is still waiting for."""
     try:
-        status = nspawn.exec_in(state, ["python3", "-m", "appliance.agent", "status", "--brief", "--no-api"],
+        status = nspawn.exec_in(state, ["python3", "-m", "appliance", "status", "--brief", "--no-api"],
                                 timeout=60)
     except (ApplianceError, subprocess.TimeoutExpired) as exc:
         return str(exc)

@@ -73,7 +73,7 @@ def journal(state):
 
 
 def test_first_boot_reports_cloud_ready(appliance):
-    status = in_appliance(appliance, "python3", "-m", "appliance.agent", "status", check=False)
+    status = in_appliance(appliance, "python3", "-m", "appliance", "status", check=False)
     assert status.stdout.startswith("appliance: cloud ready"), status.stdout
     timings = {name: rec["seconds"] for name, rec in journal(appliance)["steps"].items()}
     print("first-boot step timings:", timings)
@@ -100,9 +100,9 @@ def external_host_side(state) -> dict:
 
 def test_rerun_on_finished_appliance_changes_nothing(appliance):
     before = resource_counts(appliance)
-    plain = in_appliance(appliance, "python3", "-m", "appliance.agent", "run")
+    plain = in_appliance(appliance, "python3", "-m", "appliance", "run")
     assert "nothing to do" in plain.stdout
-    in_appliance(appliance, "python3", "-m", "appliance.agent", "run", "--again")
+    in_appliance(appliance, "python3", "-m", "appliance", "run", "--again")
     assert resource_counts(appliance) == before
     host_side = external_host_side(appliance)
     assert len(host_side["nat_rules"]) == 1, host_side
@@ -137,7 +137,7 @@ def test_resume_at_step_boundary_converges(appliance, resume_from):
 
     nspawn.exec_in(appliance, ["sh", "-c", "cat > /var/lib/appliance/firstboot.json"], stdin=json.dumps(data),
                    check=True)
-    result = in_appliance(appliance, "python3", "-m", "appliance.agent", "run")
+    result = in_appliance(appliance, "python3", "-m", "appliance", "run")
     assert f"{resume_from}: " in result.stdout and "cloud ready" in result.stdout
     assert resource_counts(appliance) == before
 
@@ -162,7 +162,7 @@ def test_killed_mid_step_converges(appliance, kill_in):
     if kill_in == "network":
         in_appliance(appliance, "python3", "-c", DELETE_NETWORK, site["network"], site["router"])
     # Start the agent in the background inside the appliance and kill it once the step runs.
-    in_appliance(appliance, "sh", "-c", "setsid python3 -m appliance.agent run > /var/log/appliance/killed-run.log 2>&1 &")
+    in_appliance(appliance, "sh", "-c", "setsid python3 -m appliance run > /var/log/appliance/killed-run.log 2>&1 &")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         if journal(appliance)["steps"].get(kill_in, {}).get("state") == "running":
@@ -171,28 +171,28 @@ def test_killed_mid_step_converges(appliance, kill_in):
     else:
         pytest.fail(f"step {kill_in} never started")
     time.sleep(0.5)
-    in_appliance(appliance, "pkill", f"-{int(signal.SIGKILL)}", "-f", "appliance.agent run")
+    in_appliance(appliance, "pkill", f"-{int(signal.SIGKILL)}", "-f", "python3 -m appliance run")
     assert journal(appliance)["steps"][kill_in]["state"] == "running"
     # The run's lock died with it: status says the run died, not that it is in progress.
     deadline = time.monotonic() + 10
     while True:
-        status = in_appliance(appliance, "python3", "-m", "appliance.agent", "status", "--no-api", check=False)
+        status = in_appliance(appliance, "python3", "-m", "appliance", "status", "--no-api", check=False)
         if "DIED" in status.stdout or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert status.stdout.startswith(f"appliance: first boot run DIED during step {kill_in}"), status.stdout
-    result = in_appliance(appliance, "python3", "-m", "appliance.agent", "run")
+    result = in_appliance(appliance, "python3", "-m", "appliance", "run")
     assert "cloud ready" in result.stdout
     assert resource_counts(appliance) == before
 
 
 def test_second_run_is_refused_while_one_runs(appliance):
-    in_appliance(appliance, "sh", "-c", "setsid python3 -m appliance.agent run --again > /var/log/appliance/first-of-two.log 2>&1 &")
+    in_appliance(appliance, "sh", "-c", "setsid python3 -m appliance run --again > /var/log/appliance/first-of-two.log 2>&1 &")
     deadline = time.monotonic() + 60
     while "running" not in {r["state"] for r in journal(appliance)["steps"].values()}:
         assert time.monotonic() < deadline, "the first run never started a step"
         time.sleep(0.2)
-    second = in_appliance(appliance, "python3", "-m", "appliance.agent", "run", "--again", check=False)
+    second = in_appliance(appliance, "python3", "-m", "appliance", "run", "--again", check=False)
     assert second.returncode != 0
     assert "another agent run holds /run/appliance/agent.lock: pid " in second.stderr, second.stderr
     deadline = time.monotonic() + 900
