@@ -4,7 +4,8 @@ units run on the appliance.
   appliance run [--again]          first boot (or resume it); `--again` re-checks every step
   appliance status [--brief]       each first-boot step and whether every service is up
   appliance image import FILE      a cloud disk image as an LXC image in Glance
-  appliance selftest api|lifecycle the checks `invoke smoke` runs here; JSON lines on stdout
+  appliance selftest api|lifecycle|rabbitmq-node
+                                   the checks `invoke smoke` runs here; JSON lines on stdout
   appliance measure memory|instances|burst
                                    what `invoke bench` measures here; JSON lines on stdout
   appliance external-network|dhcp  boot-time units' commands
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     importing.add_argument("file", type=Path)
     importing.add_argument("--name", help="Glance name (default: the file name without .qcow2/.img/.raw)")
     selftest = sub.add_parser("selftest", help="the checks `invoke smoke` runs on the appliance (JSON lines)")
-    selftest.add_argument("suite", choices=("api", "lifecycle"))
+    selftest.add_argument("suite", choices=("api", "lifecycle", "rabbitmq-node"))
     selftest.add_argument("rest", nargs=argparse.REMAINDER, help="the suite's own options (api: --outbound-probe HOST:PORT)")
     measure = sub.add_parser("measure", help="what `invoke bench` measures on the appliance (JSON lines)")
     measure.add_argument("rest", nargs=argparse.REMAINDER, help="memory | instances RUNS | burst COUNT [keep] [WAIT_S]")
@@ -116,6 +117,10 @@ def _selftest(suite: str, rest: list[str]) -> int:
         from .selftest import api_workflow
 
         return api_workflow.main(rest) or 0
+    if suite == "rabbitmq-node":
+        from .selftest import rabbitmq_node
+
+        return rabbitmq_node.main(rest)
     from .selftest import lifecycle
 
     return lifecycle.main(rest) or 0

@@ -178,42 +178,14 @@ def rabbitmq_has_no_guest(host) -> str:
     return ""
 
 
-# Starts an Erlang node the way RabbitMQ's ensure_epmd does (`erl -sname`, the server's own
-# environment, as its user) and prints where it listens.
-ONE_OFF_NODE_PROBE = r"""
-import os, subprocess, sys, time
-server = sys.argv[1]
-env = dict(item.split("=", 1) for item in open(f"/proc/{server}/environ").read().split("\0") if "=" in item)
-node = subprocess.Popen(["erl", "-boot", "no_dot_erlang", "-sname", f"appliance-smoke-{os.getpid()}", "-noinput",
-                         "-eval", "timer:sleep(600000), halt()."], env=env, user="rabbitmq", group="rabbitmq",
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-try:
-    deadline = time.monotonic() + float(sys.argv[2])
-    while time.monotonic() < deadline:
-        lines = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout.splitlines()
-        mine = [line.split()[3] for line in lines if f"pid={node.pid}," in line]
-        if mine:
-            print(" ".join(mine))
-            sys.exit(0)
-        if node.poll() is not None:
-            sys.exit(f"erl exited {node.returncode} before listening")
-        time.sleep(0.5)
-    sys.exit("the node did not listen in time")
-finally:
-    node.kill()
-"""
-
-
-def rabbitmq_one_off_nodes_on_loopback(host, patience: float = 1.0) -> str:
+def rabbitmq_one_off_nodes_on_loopback(host) -> str:
     """The one-off Erlang nodes RabbitMQ starts (see ONE_OFF_NODE_PROCESS) inherit the
-    server's environment; one started the same way must listen on loopback only."""
-    import shlex
-
-    server = host.check_output("systemctl show -P MainPID rabbitmq-server.service").strip()
-    assert server not in ("", "0"), "rabbitmq-server has no main process"
-    result = host.run(f"python3 -c {shlex.quote(ONE_OFF_NODE_PROBE)} {server} {120 * patience:.0f}")
+    server's environment; one started the same way (`appliance selftest rabbitmq-node`)
+    must listen on loopback only."""
+    result = host.run("python3 -m appliance selftest rabbitmq-node")
     assert result.rc == 0, (result.stderr.strip().splitlines() or ["no output"])[-1]
-    addresses = result.stdout.split()
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    addresses = lines[-1]["addresses"] if lines else []
     wider = [a for a in addresses if scope_of(a.rpartition(":")[0], "") != "loopback"]
     assert addresses and not wider, f"a one-off Erlang node listens on {' '.join(addresses)}"
     return " ".join(addresses)
@@ -245,6 +217,6 @@ def run_host_checks(host, report: Report) -> Profile | None:
     report.check("config files present, secrets 0600", lambda: config_files(host, profile))
     report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))
     report.check("RabbitMQ's one-off Erlang nodes on loopback only",
-                 lambda: rabbitmq_one_off_nodes_on_loopback(host, facts.get("patience", 1.0)))
+                 lambda: rabbitmq_one_off_nodes_on_loopback(host))
     report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))
     return profile

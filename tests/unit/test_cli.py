@@ -18,7 +18,7 @@ def appliance(*args):
 @pytest.mark.parametrize("args, rc, out, err", [
     (["--version"], 0, f"appliance {__version__}", ""),
     (["--help"], 0, "selftest", ""),
-    (["selftest", "--help"], 0, "{api,lifecycle}", ""),
+    (["selftest", "--help"], 0, "{api,lifecycle,rabbitmq-node}", ""),
     (["selftest", "everything"], 2, "", "invalid choice: 'everything'"),
     (["measure", "nonsense"], 1, "", "appliance measure: unknown measurement 'nonsense' (memory, instances, burst)"),
     (["image"], 2, "", "the following arguments are required: image_command"),
