@@ -18,6 +18,12 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 
 KINDS = ("container", "vm")
+# `invoke boot`'s flag for an option whose name is not the field's with dashes.
+FLAGS = {"memory_mb": "--memory", "disk_gb": "--disk"}
+
+
+def flag(option: str) -> str:
+    return FLAGS.get(option, "--" + option.replace("_", "-"))
 
 
 @dataclass
@@ -200,7 +206,7 @@ def boot_target(kind: str, profile: str, artifacts: Path, *, name: str | None = 
     own = {f for f in cls.__dataclass_fields__ if f not in BootTarget.__dataclass_fields__}
     foreign = sorted(k for k, v in options.items() if k not in own and v not in (None, False))
     if foreign:
-        raise ApplianceError(f"{', '.join('--' + f.replace('_', '-') for f in foreign)}: not an option of the "
-                             f"{kind} harness (its options: {', '.join(sorted(own)) or 'none'})")
+        raise ApplianceError(f"{', '.join(flag(f) for f in foreign)}: not an option of the {kind} harness "
+                             f"(its options: {', '.join(sorted(flag(f) for f in own)) or 'none'})")
     return cls(profile=profile, artifacts=artifacts, name=name,
                **{k: v for k, v in options.items() if k in own and v is not None})
