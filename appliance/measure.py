@@ -82,12 +82,11 @@ def memory():
 
 
 def connect(cloud):
-    import openstack
+    from appliance.selftest.guest import connect as guest_connect
 
-    # 600 s: a TCG VM spawning ten instances answered Nova API calls after more than 120 s.
-    conn = openstack.connect(cloud=cloud, api_timeout=600, connect_retries=3)
-    conn.authorize()
-    return conn
+    # 600 s: a VM spawning ten instances under emulation answered Nova API calls after more
+    # than 120 s.
+    return guest_connect(cloud, timeout=600, authorize=True)
 
 
 def site():

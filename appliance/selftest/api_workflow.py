@@ -51,9 +51,7 @@ def main(argv=None):
 
     def connect(cloud):
         # Retries matter here: nova-api dropped a connection without answering about once in four runs.
-        conn = guest_connect(cloud)
-        conn.authorize()
-        return conn
+        return guest_connect(cloud, authorize=True)
 
     def tokens():
         state["admin"] = connect("admin")

@@ -51,14 +51,19 @@ def wait(what, probe, timeout, interval=1.0):
     raise AssertionError(f"{what} not within {timeout} s")
 
 
-def connect(cloud, timeout=120):
+def connect(cloud, timeout=120, authorize=False):
     """An openstacksdk connection to ``cloud`` (a clouds.yaml entry on the appliance) whose
     every request is bounded by ``timeout`` s × patience(), and retried when the API drops
     the connection before answering (keystoneauth's connect_retries): a hung request must
-    fail, not hang the run."""
+    fail, not hang the run. ``authorize``: get the token now (Keystone's errors here, not at
+    the first call). The selftests' and the measurements' one way to the APIs; the agent,
+    which runs before clouds.yaml exists, has its own (agent.steps_openstack.connect)."""
     import openstack
 
-    return openstack.connect(cloud=cloud, api_timeout=timeout * patience(), connect_retries=3)
+    conn = openstack.connect(cloud=cloud, api_timeout=timeout * patience(), connect_retries=3)
+    if authorize:
+        conn.authorize()
+    return conn
 
 
 def boot_server(conn, site, name, wait_s=300):
