@@ -37,6 +37,11 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def _command(subparsers, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one line of text is both its entry in the parent's help and its own."""
+    return subparsers.add_parser(name, help=text, description=text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="appliance", description="The appliance's first-boot agent.")
     sub = parser.add_subparsers(dest="command")
@@ -57,19 +62,32 @@ def main(argv: list[str] | None = None) -> int:
                                                     "root filesystem image and upload it")
     importing.add_argument("file", type=Path)
     importing.add_argument("--name", help="Glance name (default: the file name without .qcow2/.img/.raw)")
-    selftest = sub.add_parser("selftest", help="the checks `invoke smoke` runs on the appliance (JSON lines)")
-    selftest.add_argument("suite", choices=("api", "lifecycle", "rabbitmq-node"))
-    selftest.add_argument("rest", nargs=argparse.REMAINDER, help="the suite's own options (api: --outbound-probe HOST:PORT)")
-    measure = sub.add_parser("measure", help="what `invoke bench` measures on the appliance (JSON lines)")
-    measure.add_argument("rest", nargs=argparse.REMAINDER, help="memory | instances RUNS | burst COUNT [keep] [WAIT_S]")
+    selftest = _command(sub, "selftest", "checks run on the appliance, one JSON line each (`invoke smoke` runs them)")
+    suites = selftest.add_subparsers(dest="suite", required=True)
+    api = _command(suites, "api", "the reference workflow: instances with user-data reached over SSH, floating IPs, "
+                                  "security groups, escape probes; creates and deletes two servers")
+    api.add_argument("--outbound-probe", metavar="HOST:PORT",
+                     help="a TCP service that answers with the source address it saw: checks outbound NAT")
+    _command(suites, "lifecycle", "every server action a project member may call, on one server it creates and "
+                                  "deletes: works or is refused at once")
+    _command(suites, "rabbitmq-node", "where an Erlang node started as RabbitMQ starts its one-off nodes listens")
+    measure = _command(sub, "measure", "what `invoke bench` measures on the appliance, one JSON line each")
+    kinds = measure.add_subparsers(dest="measurement", required=True)
+    _command(kinds, "memory", "the appliance's processes: summed RSS and PSS")
+    runs = _command(kinds, "instances", "RUNS times: create -> ACTIVE, -> SSH banner, -> ping, delete -> gone")
+    runs.add_argument("runs", type=int)
+    burst = _command(kinds, "burst", "COUNT instances of the 128 MB flavor in one request: all ACTIVE, failures, "
+                                     "peak memory")
+    burst.add_argument("count", type=int)
+    burst.add_argument("--keep", action="store_true", help="leave them running (the caller deletes them)")
+    burst.add_argument("--wait", type=float, default=900.0, metavar="S",
+                       help="seconds to wait for all to settle (default 900)")
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     args = parser.parse_args(argv)
     if args.command == "selftest":
-        return _selftest(args.suite, args.rest)
+        return _selftest(args)
     if args.command == "measure":
-        from . import measure as measuring
-
-        return measuring.main(args.rest)
+        return _measure(args)
     if args.command == "migrate-image":
         return _migrate_image(Path(args.profile))
     paths = Paths.from_environment()
@@ -112,18 +130,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _selftest(suite: str, rest: list[str]) -> int:
-    if suite == "api":
+def _selftest(args) -> int:
+    if args.suite == "api":
         from .selftest import api_workflow
 
-        return api_workflow.main(rest) or 0
-    if suite == "rabbitmq-node":
+        return api_workflow.main(args.outbound_probe) or 0
+    if args.suite == "rabbitmq-node":
         from .selftest import rabbitmq_node
 
-        return rabbitmq_node.main(rest)
+        return rabbitmq_node.main()
     from .selftest import lifecycle
 
-    return lifecycle.main(rest) or 0
+    return lifecycle.main() or 0
+
+
+def _measure(args) -> int:
+    from . import measure
+
+    if args.measurement == "memory":
+        measure.emit("memory", **measure.memory())
+    elif args.measurement == "instances":
+        measure.instances(args.runs)
+    else:
+        measure.burst(args.count, keep=args.keep, wait=args.wait)
+    return 0
 
 
 def _image_import(ctx: AgentContext, source: Path, name: str | None) -> int:

@@ -3,9 +3,9 @@ SSH). One JSON object per line on stdout:
 
     appliance measure memory              the appliance's processes: summed RSS and PSS (MiB)
     appliance measure instances RUNS      RUNS x (create -> ACTIVE, -> SSH banner, -> ping, delete -> gone)
-    appliance measure burst COUNT [keep] [WAIT_S]
+    appliance measure burst COUNT [--keep] [--wait S]
                                   COUNT instances in one request: all ACTIVE, failures, peak memory;
-                                  waits WAIT_S seconds (default 900) for all to settle
+                                  waits S seconds (default 900) for all to settle
 """
 
 import json
@@ -252,19 +252,3 @@ def burst(count, keep=False, wait=900.0):
     emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed,
          peak_rss_mib=sampler.peak["rss_mib"], peak_pss_mib=sampler.peak["pss_mib"],
          delete_all_s=round(time.monotonic() - start, 2))
-
-
-def main(argv: list[str]) -> int:
-    """``argv``: the words after ``appliance measure`` (default ``memory``)."""
-    command = argv[0] if argv else "memory"
-    if command == "memory":
-        emit("memory", **memory())
-    elif command == "instances":
-        instances(int(argv[1]))
-    elif command == "burst":
-        rest = argv[2:]
-        waits = [float(arg) for arg in rest if arg != "keep"]
-        burst(int(argv[2]), keep="keep" in rest, wait=waits[0] if waits else 900.0)
-    else:
-        raise SystemExit(f"appliance measure: unknown measurement {command!r} (memory, instances, burst)")
-    return 0

@@ -3,7 +3,6 @@ appliance (`invoke smoke` runs it over its SSH connection). One JSON line per ch
 """
 
 import base64
-import sys
 import time
 
 from appliance.selftest.escape_probes import run_escape_probes
@@ -33,18 +32,11 @@ echo "{token} script" > {path}
 
 
 
-def parse_args(argv):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="api_workflow")
-    parser.add_argument("--outbound-probe", metavar="HOST:PORT")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
+def main(outbound_probe=None):
+    """Every check, one JSON line each; ``outbound_probe`` (HOST:PORT, a TCP service that
+    answers with the source address it saw) adds the outbound NAT check."""
     from appliance.agent.context import AgentContext, Paths
 
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     context = AgentContext.load(Paths())
     site = context.site
     state = {}
@@ -214,7 +206,7 @@ def main(argv=None):
     check("libvirt lists the LXC domain", virsh)
     have_key = sh(["test", "-f", KEY]).returncode == 0
     if site.external.enabled and "ip" in state:
-        floating_ip_checks(lxc, site, server, LOGIN_USER, state, have_key, args.outbound_probe)
+        floating_ip_checks(lxc, site, server, LOGIN_USER, state, have_key, outbound_probe)
 
     def delete():
         start = time.monotonic()

@@ -248,7 +248,7 @@ def _message(response):
     return json.dumps(data)[:200]
 
 
-def main(argv=None):
+def main():
     life = Lifecycle()
     start = time.monotonic()
     try:

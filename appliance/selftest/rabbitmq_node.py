@@ -28,7 +28,7 @@ def listening(pid: int) -> list[str]:
     return [line.split()[3] for line in lines if f"pid={pid}," in line]
 
 
-def main(argv=None) -> int:
+def main() -> int:
     from .guest import patience
 
     with open(f"/proc/{server_pid()}/environ") as handle:

@@ -76,7 +76,7 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
         if burst:
             # Ten spawns under TCG each copy and uid-shift a root file system: minutes, not seconds.
             wait = burst_wait_s(state)
-            result = run_probe(state, "burst", str(burst), "keep", str(wait), timeout=wait + 1800)[0]
+            result = run_probe(state, "burst", str(burst), "--keep", "--wait", str(wait), timeout=wait + 1800)[0]
             bench.add(f"VM: {burst} instances (128 MB) → all ACTIVE", result["all_active_s"])
             bench.add(f"VM: {burst} instances, failed", result["failed"], "count")
             bench.add(f"VM: MemAvailable, {burst} instances", mem_available_mib(state), "MiB")
