@@ -157,8 +157,10 @@ def smoke(c, target=None, profile=DEFAULT_PROFILE, identity=None, host_only=Fals
         booted = _target(profile, vm)
         command = [*booted.smoke_prefix(), *command, *booted.smoke_target()]
     else:
-        command += ["--target", target] + (["--identity", identity] if identity else [])
-        command += ["--outbound-probe", outbound_probe] if outbound_probe else []
+        command += ["--target", target]
+    # Given after the harness's own, so they win (argparse keeps the last).
+    command += ["--identity", identity] if identity else []
+    command += ["--outbound-probe", outbound_probe] if outbound_probe else []
     if host_only:
         command.append("--host-only")
     result = c.run(" ".join(_quote(a) for a in command), warn=True, pty=False)
