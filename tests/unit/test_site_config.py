@@ -195,3 +195,14 @@ def test_site_file_of_the_wrong_kind_is_one_line_and_never_hangs(tmp_path, label
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_readme_site_example_is_valid(tmp_path):
+    """The site config example in the README, with a real key where it shows a shortened one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "AAAA…" in example
+    site = tmp_path / "appliance.yaml"
+    site.write_text(example.replace("ssh-ed25519 AAAA… you@laptop", KEY))
+    loaded = load_site(site, load_profile("bookworm-zed"))
+    assert loaded.timeouts.scale == 4 and loaded.ssh_public_key == KEY
