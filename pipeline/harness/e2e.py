@@ -15,6 +15,7 @@ from pathlib import Path
 from appliance.errors import ApplianceError
 
 from . import local, nspawn
+from .target import ContainerTarget
 
 APPLIANCE_LOGS = ("/var/log/appliance", "/var/log/nova", "/var/log/neutron", "/var/log/keystone",
                   "/var/log/glance", "/var/log/placement", "/var/log/libvirt", "/var/lib/appliance/firstboot.json")
@@ -63,9 +64,9 @@ def run_e2e(profile: str, artifacts: Path, *, build, say=print) -> dict[str, flo
         local.stop(profile, say=say)  # a leftover from an interrupted run
         state = stages.run("boot", lambda: local.boot(profile, artifacts, say=say))
         stages.run("first boot", lambda: local.wait_for_first_boot(state, say=say))
-        smoke = [sys.executable, "-m", "pipeline.smoke", "--target", local.harness_target(),
-                 "--identity", str(local.harness_key(profile))]
-        result = stages.run("smoke", lambda: subprocess.run(["ip", "netns", "exec", state.netns, *smoke]))
+        target = ContainerTarget(profile=profile, artifacts=artifacts)
+        smoke = [*target.smoke_prefix(), sys.executable, "-m", "pipeline.smoke", *target.smoke_target()]
+        result = stages.run("smoke", lambda: subprocess.run(smoke))
         if result.returncode != 0:
             raise ApplianceError("the smoke suite failed (see the FAIL lines above)")
         ok = True
