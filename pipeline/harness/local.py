@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from appliance.agent.context import Paths
 from appliance.errors import ApplianceError
 
 from . import nspawn
@@ -77,7 +78,7 @@ def running_state(profile: str, name: str | None = None) -> nspawn.BootState:
 
 def read_journal(state: nspawn.BootState) -> dict | None:
     try:
-        result = nspawn.exec_in(state, ["cat", "/var/lib/appliance/firstboot.json"], timeout=30)
+        result = nspawn.exec_in(state, ["cat", str(Paths().journal)], timeout=30)
     except ApplianceError:
         return None
     if result.returncode != 0:

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from appliance.agent.context import Paths
 from appliance.errors import ApplianceError
 
 from ..imagebuild.host import apt_install
@@ -238,7 +239,7 @@ def run_python(state: VmState, program: str, *args: str, timeout: float = 600) -
 def read_journal(state: VmState) -> dict | None:
     """The first-boot journal over SSH; None while SSH does not answer yet (sshd starting,
     host keys being generated) or the file is missing or caught mid-replace."""
-    result = ssh(state, "cat /var/lib/appliance/firstboot.json", timeout=60)
+    result = ssh(state, f"cat {Paths().journal}", timeout=60)
     if result.returncode != 0:
         return None
     try:

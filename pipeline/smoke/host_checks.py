@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import re
 
+from appliance.agent.context import Paths
 from appliance.profiles import Profile, parse_profile
 
 from .report import Report
 
-PROFILE_PATH = "/usr/share/appliance/profile.yaml"
-JOURNAL_PATH = "/var/lib/appliance/firstboot.json"
-FACTS_PATH = "/var/lib/appliance/facts.json"
-SECRETS_PATH = "/etc/appliance/secrets.yaml"
+# Where the appliance keeps them: its own Paths, the one place they are named.
+PROFILE_PATH = str(Paths().profile)
+JOURNAL_PATH = str(Paths().journal)
+FACTS_PATH = str(Paths().facts)
+SECRETS_PATH = str(Paths().secrets)
 
 
 def appliance_profile(host) -> Profile:
