@@ -42,3 +42,55 @@ def test_appliance_package_imports_nothing_of_the_host_side():
                                                      if n.split(".")[0] in ("pipeline", "tasks", "tests"))
                  for path in (ROOT / "appliance").rglob("*.py")}
     assert not {k: v for k, v in offenders.items() if v}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _resolved_imports(path: Path, package_root: str) -> set[str]:
+    """Modules of ``package_root`` a file imports, at module level or inside a function,
+    relative imports resolved; ``from pkg import mod`` counts as importing pkg.mod."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.split(".")[0] == package_root}
+
+
+def test_no_import_circle_in_the_appliance_package():
+    modules = {_module_name(p): p for p in (ROOT / "appliance").rglob("*.py")}
+    graph = {name: {m for m in _resolved_imports(path, "appliance") if m in modules and m != name}
+             for name, path in modules.items()}
+    # Package __init__ modules only re-export; a module importing its own package is no circle.
+    graph = {name: {m for m in deps if not name.startswith(m + ".")} for name, deps in graph.items()}
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = "open"
+        stack.append(name)
+        for dep in sorted(graph[name]):
+            if state.get(dep) == "open":
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (circle := visit(dep)):
+                return circle
+        stack.pop()
+        state[name] = "done"
+        return None
+
+    for name in sorted(graph):
+        if name not in state:
+            circle = visit(name)
+            assert circle is None, " -> ".join(circle)
