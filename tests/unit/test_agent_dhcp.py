@@ -113,7 +113,6 @@ def test_first_boot_reschedules_before_it_restarts():
     recoveries = dhcp.first_boot_recoveries(conn=None)
     assert [r.doing for r in recoveries] == ["scheduling it on its DHCP agent again"] * dhcp.RESCHEDULES + [
         dhcp.RESTART.doing]
-    assert dhcp.RESCHEDULES >= 2  # one reschedule was not enough in CI's TCG VM
 
 
 class FakeNetworkApi:
@@ -169,7 +168,7 @@ def test_reschedule_removes_and_adds_the_network_and_reads_the_result_back(hosti
 AGENT_PID = 810
 GIVE_UP_LINE = ("2026-12-01 11:58:00.123 {pid} ERROR neutron.agent.linux.dhcp [-] "
                 "Failed to start DHCP process for network {net}")
-# As the appliance's agent (Zed, Debian) wrote it in a TCG VM: oslo.log appends the exception
+# As Neutron's DHCP agent (Zed, Debian) writes it: oslo.log appends the exception
 # being handled when the error was logged.
 GIVE_UP_SEEN = ("2026-12-01 13:50:23.302 {pid} ERROR neutron.agent.linux.dhcp [None req-818c5fd8-2df3-4694-9299-"
                 "951c35ab7fde - - - - - -] Failed to start DHCP process for network {net}: "
