@@ -6,7 +6,6 @@ sample, a first (uncached) instance, cached instances, a 20-instance burst and m
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -14,9 +13,11 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 
-from ..harness import local, nspawn
+from ..harness import local
+from ..harness.target import ContainerTarget
 from ..imagebuild.driver import git_revision
 from .figures import Figures, record, table, write_record
+from .measured import measure
 
 # Targets from the issue (2 cores); a figure over its target is reported as missed.
 TARGETS = {
@@ -30,15 +31,6 @@ TARGETS = {
     "cold build / plain DIB build": 4,
     "VM: OOM kills": 0,
 }
-
-
-def run_probe(state: nspawn.BootState, *args: str, timeout: float = 1800) -> list[dict]:
-    result = nspawn.exec_in(state, ["python3", "-m", "appliance", "measure", *args], timeout=timeout)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ApplianceError(f"probe {' '.join(args)} failed (exit {result.returncode}): {tail}")
-    return lines
 
 
 class Bench:
@@ -72,21 +64,22 @@ class Bench:
                 self.add(f"first-boot step: {name}", step["seconds"] or 0.0)
             self.event(f"boot {index}: cloud ready {ready:.1f} s after the container started")
             time.sleep(settle_s)
-            idle = run_probe(state, "memory")[0]
+            target = ContainerTarget(profile=self.profile, artifacts=self.artifacts)
+            idle = measure(target, "memory")[0]
             self.add("idle memory, RSS summed", idle["rss_mib"], "MiB")
             self.add("idle memory, PSS summed", idle["pss_mib"], "MiB")
             self.event(f"boot {index}: idle RSS {idle['rss_mib']:.0f} MiB, PSS {idle['pss_mib']:.0f} MiB, "
                        f"{idle['processes']} processes; largest: "
                        + ", ".join(f"{n} {m} MiB×{c}" for n, m, c in idle["top"][:8]))
             if creates:
-                self.instances(state, index, creates)
+                self.instances(target, index, creates)
             if burst:
-                self.burst(state, index, burst)
+                self.burst(target, index, burst)
         finally:
             local.stop(self.profile, say=lambda line: None)
 
-    def instances(self, state: nspawn.BootState, index: int, creates: int) -> None:
-        for item in run_probe(state, "instances", str(creates)):
+    def instances(self, target: ContainerTarget, index: int, creates: int) -> None:
+        for item in measure(target, "instances", str(creates)):
             kind = "cached image" if item["image_cached"] else "first (image not cached)"
             self.add(f"create → ACTIVE, {kind}", item["active_s"])
             if item["ping_s"] is not None:
@@ -105,8 +98,8 @@ class Bench:
                        f"SSH banner {item.get('ssh_after_active_s')} s after ACTIVE, "
                        f"ping {item['ping_s']} s, delete {item['delete_s']} s")
 
-    def burst(self, state: nspawn.BootState, index: int, count: int) -> None:
-        result = run_probe(state, "burst", str(count))[0]
+    def burst(self, target: ContainerTarget, index: int, count: int) -> None:
+        result = measure(target, "burst", str(count))[0]
         self.add("burst: all ACTIVE", result["all_active_s"])
         self.add("burst: failed instances", result["failed"], "count")
         self.add("burst: peak memory, RSS summed", result["peak_rss_mib"], "MiB")

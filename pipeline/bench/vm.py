@@ -9,13 +9,11 @@ were ACTIVE are ACTIVE again).
 
 from __future__ import annotations
 
-import json
-import shlex
 import time
 
-from appliance.errors import ApplianceError
-
 from ..harness import vm
+from ..harness.target import VmTarget
+from .measured import measure
 
 BENCH_NAME = "bench-vm"
 
@@ -24,15 +22,6 @@ def burst_wait_s(state: vm.VmState) -> float:
     """Seconds the burst probe waits for its instances to settle: 900, times the timeout
     scale the harness gave the VM (3600 under TCG)."""
     return 900.0 * (vm.timeout_scale(state.accel) or 1.0)
-
-
-def run_probe(state: vm.VmState, *args: str, timeout: float = 3600) -> list[dict]:
-    result = vm.ssh(state, shlex.join(["python3", "-m", "appliance", "measure", *args]), timeout=timeout)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ApplianceError(f"probe {' '.join(args)} in the VM failed (exit {result.returncode}): {tail}")
-    return lines
 
 
 def meminfo_kib(state: vm.VmState) -> dict[str, int]:
@@ -69,14 +58,15 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
         bench.add("VM: boot → cloud ready", ready)
         bench.event(f"VM boot {index}: cloud ready {ready:.0f} s after qemu started ({state.accel})")
         time.sleep(settle_s)
-        idle = run_probe(state, "memory")[0]
+        target = VmTarget(profile=bench.profile, artifacts=bench.artifacts, name=BENCH_NAME)
+        idle = measure(target, "memory", timeout=3600)[0]
         bench.add("VM: idle memory, PSS summed", idle["pss_mib"], "MiB")
         bench.add("VM: idle memory, RSS summed", idle["rss_mib"], "MiB")
         bench.add("VM: MemAvailable, idle", mem_available_mib(state), "MiB")
         if burst:
             # Ten spawns under TCG each copy and uid-shift a root file system: minutes, not seconds.
             wait = burst_wait_s(state)
-            result = run_probe(state, "burst", str(burst), "--keep", "--wait", str(wait), timeout=wait + 1800)[0]
+            result = measure(target, "burst", str(burst), "--keep", "--wait", str(wait), timeout=wait + 1800)[0]
             bench.add(f"VM: {burst} instances (128 MB) → all ACTIVE", result["all_active_s"])
             bench.add(f"VM: {burst} instances, failed", result["failed"], "count")
             bench.add(f"VM: MemAvailable, {burst} instances", mem_available_mib(state), "MiB")
