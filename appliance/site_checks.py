@@ -23,7 +23,7 @@ from typing import Callable, NoReturn
 
 from .errors import ConfigError
 from .schema import read_text_input
-from .site import EXTERNAL_MODES, SiteConfig
+from .site import EXTERNAL_MODES, ExternalNetwork, SiteConfig, TenantNetwork
 
 Fail = Callable[[str, str], NoReturn]
 
@@ -224,6 +224,10 @@ def _check_overlaps(site: SiteConfig, fail: Fail) -> None:
     """Tenant and external ranges against each other and against this host's own addresses."""
     ranges = site_networks(site)
     if "external.cidr" in ranges and ranges["external.cidr"].overlaps(ranges["network.cidr"]):
+        if site.external.cidr == ExternalNetwork().cidr and site.network.cidr != TenantNetwork().cidr:
+            # The operator moved the tenant range onto the external default: name their field.
+            fail("network.cidr", f"{site.network.cidr} overlaps external.cidr {site.external.cidr} (its default); "
+                                 "pick another tenant range or set external.cidr")
         fail("external.cidr", f"{site.external.cidr} overlaps the tenant network.cidr {site.network.cidr}")
     for name in ("management_ip", "overlay_ip"):
         value = getattr(site, name)

@@ -206,7 +206,8 @@ def boot_target(kind: str, profile: str, artifacts: Path, *, name: str | None = 
     own = {f for f in cls.__dataclass_fields__ if f not in BootTarget.__dataclass_fields__}
     foreign = sorted(k for k, v in options.items() if k not in own and v not in (None, False))
     if foreign:
-        raise ApplianceError(f"{', '.join(flag(f) for f in foreign)}: not an option of the {kind} harness "
-                             f"(its options: {', '.join(sorted(flag(f) for f in own)) or 'none'})")
+        other = "vm" if kind == "container" else "container"
+        how = "boot the VM with --vm" if other == "vm" else "leave out --vm"
+        raise ApplianceError(f"{', '.join(flag(f) for f in foreign)}: only for the {other} harness ({how})")
     return cls(profile=profile, artifacts=artifacts, name=name,
                **{k: v for k, v in options.items() if k in own and v is not None})

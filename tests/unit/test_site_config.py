@@ -85,7 +85,10 @@ BAD_SITES = [
     ("tenant contains overlay", "overlay_ip: 192.168.0.7\n", "network.cidr: 192.168.0.0/24 contains overlay_ip 192.168.0.7"),
     ("tenant link-local", "network: {cidr: 169.254.0.0/16}\n", "network.cidr: 169.254.0.0/16 overlaps 169.254.0.0/16"),
     ("tenant loopback", "network: {cidr: 127.0.0.0/24}\n", "network.cidr: 127.0.0.0/24 overlaps 127.0.0.0/8 (loopback)"),
-    ("external overlaps tenant (inside)", "network: {cidr: 10.20.0.0/16}\n", "external.cidr: 10.20.20.0/24 overlaps the tenant network.cidr 10.20.0.0/16"),
+    ("tenant moved onto the external default", "network: {cidr: 10.20.0.0/16}\n",
+     "network.cidr: 10.20.0.0/16 overlaps external.cidr 10.20.20.0/24 (its default); pick another tenant range"),
+    ("both set, overlapping", "network: {cidr: 10.30.0.0/16}\nexternal: {cidr: 10.30.1.0/24}\n",
+     "external.cidr: 10.30.1.0/24 overlaps the tenant network.cidr 10.30.0.0/16"),
     # DNS servers and flavors.
     ("too many DNS servers", "network: {dns_servers: [10.0.0.1, 10.0.0.2, 10.0.0.3, 10.0.0.4, 10.0.0.5, 10.0.0.6]}\n",
      "network.dns_servers: 6 servers; Neutron accepts at most 5"),
