@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("external-network", "dhcp", "image"):
             _ = ctx.site  # read and checked once: its timeouts.scale bounds every wait
         if args.command == "external-network":
-            from .agent.external import converge_from_state
+            from .agent.steps_host import external_network_at_boot
 
-            return converge_from_state(ctx)
+            return external_network_at_boot(ctx)
         if args.command == "dhcp":
             from .agent.dhcp import ensure_served_at_boot
 

@@ -95,6 +95,12 @@ def site():
     return AgentContext.load(Paths()).site
 
 
+def tenant_namespace(network_id: str) -> str:
+    from appliance.agent.context import AgentContext, Paths
+
+    return AgentContext.load(Paths()).profile.network.namespace(network_id)
+
+
 def _request(conn, site_config, name, flavor_id, **extra):
     network = conn.network.find_network(site_config.network.name)
     return network, dict(name=name, flavor_id=flavor_id, image_id=conn.image.find_image(site_config.image_name).id,
@@ -159,8 +165,9 @@ def instances(runs):
         active = time.monotonic() - start
         active_at = start + active
         address = next(a["addr"] for a in server.addresses[network.name] if a.get("version") == 4)
-        banner = _banner_waiter(f"qdhcp-{network.id}", address)
-        reachable = _ping(f"qdhcp-{network.id}", address)
+        namespace = tenant_namespace(network.id)
+        banner = _banner_waiter(namespace, address)
+        reachable = _ping(namespace, address)
         ping = time.monotonic() - start if reachable else None
         out, _ = banner.communicate(timeout=180)
         ssh_after_active = float(out) - active_at if out.strip() else None

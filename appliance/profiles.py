@@ -142,6 +142,25 @@ class TenantQuota:
 
 
 @dataclass(frozen=True)
+class Network:
+    """The ML2 mechanism of the tenant networks (one module per backend in
+    ``appliance.agent.netbackend``) and the Neutron agents (their ``binary`` in the agent list)
+    that must report alive before first boot ends."""
+
+    backend: str = "linuxbridge"
+    agents: tuple[str, ...] = ()
+    # The network namespace on the appliance that has an address on a tenant network
+    # ({network_id}): the DHCP agent's with Linux bridge, the OVN metadata agent's with OVN
+    # (made once an instance of that network runs here). Instances are reached from it.
+    tenant_namespace: str = "qdhcp-{network_id}"
+
+    BACKENDS = ("linuxbridge", "ovn")
+
+    def namespace(self, network_id: str) -> str:
+        return self.tenant_namespace.format(network_id=network_id)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -152,6 +171,7 @@ class Profile:
     # Free-form values for templates (worker counts, option variants).
     settings: dict[str, Any] = field(default_factory=dict)
     rpc_gate: RpcGate | None = None
+    network: Network = field(default_factory=Network)
     # User-namespaced instances; None runs an instance's root as the appliance's root.
     instance_id_map: IdMap | None = None
     # Compute quotas of the tenant project; None leaves Nova's defaults.
@@ -223,6 +243,9 @@ def _check_profile(profile: Profile, source: str) -> None:
         for j, port in enumerate(svc.ports):
             if port.bind not in ("management", "any", "loopback"):
                 raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
+    if profile.network.backend not in Network.BACKENDS:
+        raise ConfigError(source, "network.backend",
+                          f"expected one of {', '.join(Network.BACKENDS)}, got {profile.network.backend!r}")
     idmap = profile.instance_id_map
     if idmap is not None:
         if idmap.host_start < IdMap.MIN_START:

@@ -38,14 +38,17 @@ class HostFacts:
     # How many times longer than on real hardware a bound of the appliance must allow: 1 on
     # hardware, KVM and in a container; the site's timeouts.scale on slower hosts.
     patience: float = 1.0
+    # Open vSwitch datapath of an OVS-based network backend, chosen once at first boot:
+    # "system" (the kernel's openvswitch module) or "netdev" (userspace); "" without OVS.
+    datapath: str = ""
 
     @classmethod
     def from_site(cls, site: SiteConfig, *, hostname: str = PREVIEW_HOSTNAME,
-                  management_ip: str = PREVIEW_IP, patience: float = 1.0) -> "HostFacts":
+                  management_ip: str = PREVIEW_IP, patience: float = 1.0, datapath: str = "") -> "HostFacts":
         """Site values win; the keyword arguments are what was detected (or a preview)."""
         ip = site.management_ip or management_ip
         return cls(hostname=site.hostname or hostname, management_ip=ip, overlay_ip=site.overlay_ip or ip,
-                   patience=patience)
+                   patience=patience, datapath=datapath)
 
 
 @dataclass(frozen=True)

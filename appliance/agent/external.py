@@ -1,11 +1,14 @@
 """The host side of the external network, converged at every boot and by first boot.
 
-Mode ``host``: a Linux bridge (``external.bridge``) that holds the external gateway address,
-mapped by the Linux bridge agent to the flat physical network ``external``; the appliance
-reaches every floating IP through it, and forwards and masquerades what the tenant routers
-send out of the external range through the management (uplink) interface. Mode
-``provider``: the operator's LAN interface is brought up and left to the agent. Mode
-``none``: whatever an earlier mode set up here is removed.
+Mode ``host``: a bridge (``external.bridge``) that holds the external gateway address, mapped
+to the flat physical network ``external``; the appliance reaches every floating IP through
+it, and forwards and masquerades what the tenant routers send out of the external range
+through the management (uplink) interface. Mode ``provider``: the operator's LAN interface
+is brought up and given to the network backend. Mode ``none``: whatever an earlier mode set
+up here is removed.
+
+What kind of bridge that is belongs to the network backend (``netbackend``): a Linux bridge
+the Linux bridge agent maps, or an Open vSwitch bridge OVN maps; ``HostBridge`` is the seam.
 
 Kernel state (links, addresses, netfilter rules) is lost at a reboot, so
 ``appliance-external-network.service`` runs this at every boot, before the agents.
@@ -16,10 +19,11 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import ApplianceError
 from ..site import SiteConfig
-from .system import log, run
+from .system import run
 
 # Marks the NAT rules this module owns, so it can find and converge them.
 RULE_COMMENT = "appliance-external"
@@ -73,31 +77,55 @@ def _converge_nat(want: list[list[str]]) -> None:
             run(["iptables", "-t", "nat", "-A", "POSTROUTING", *rule])
 
 
-def _ensure_bridge(name: str, address: str) -> None:
-    if not _ip_json("link", "show", "dev", name):
-        run(["ip", "link", "add", "name", name, "type", "bridge"])
-    have = {f"{a['local']}/{a['prefixlen']}" for link in _ip_json("addr", "show", "dev", name)
+def set_address(device: str, address: str) -> None:
+    """``device`` holds exactly the IPv4 ``address`` (address/prefix) and is up."""
+    have = {f"{a['local']}/{a['prefixlen']}" for link in _ip_json("addr", "show", "dev", device)
             for a in link.get("addr_info", []) if a.get("family") == "inet"}
     for stale in have - {address}:
-        run(["ip", "addr", "del", stale, "dev", name])
+        run(["ip", "addr", "del", stale, "dev", device])
     if address not in have:
-        run(["ip", "addr", "add", address, "dev", name])
-    run(["ip", "link", "set", name, "up"])
+        run(["ip", "addr", "add", address, "dev", device])
+    run(["ip", "link", "set", device, "up"])
 
 
-def _remove_bridge(name: str) -> None:
-    if _ip_json("link", "show", "dev", name):
-        run(["ip", "link", "del", name])
+class HostBridge(Protocol):
+    """The external bridge as a network backend makes it."""
+
+    def ensure(self, name: str, address: str) -> None:
+        """Bridge ``name`` exists, holds ``address`` (address/prefix) and is up."""
+
+    def attach_uplink(self, name: str, interface: str) -> None:
+        """Provider mode: ``interface`` (up) carries the physical network ``external``."""
+
+    def remove(self, name: str) -> None:
+        """No bridge ``name`` (nothing to do when there is none)."""
 
 
-def converge(site: SiteConfig, management_ip: str) -> str:
+class LinuxBridge:
+    """A kernel bridge, mapped by the Linux bridge agent (physical_interface_mappings), which
+    also enslaves a provider interface itself."""
+
+    def ensure(self, name: str, address: str) -> None:
+        if not _ip_json("link", "show", "dev", name):
+            run(["ip", "link", "add", "name", name, "type", "bridge"])
+        set_address(name, address)
+
+    def attach_uplink(self, name: str, interface: str) -> None:
+        run(["ip", "link", "set", interface, "up"])
+
+    def remove(self, name: str) -> None:
+        if _ip_json("link", "show", "dev", name):
+            run(["ip", "link", "del", name])
+
+
+def converge(site: SiteConfig, management_ip: str, bridge: HostBridge) -> str:
     """Bring the host side to what ``site.external`` asks; returns a one-line summary."""
     ext = site.external
     links = _ip_json("addr")
     if ext.mode == "host":
         uplink = interface_of(management_ip, links)
         prefix = ext.cidr.split("/")[1]
-        _ensure_bridge(ext.bridge, f"{ext.gateway_ip()}/{prefix}")
+        bridge.ensure(ext.bridge, f"{ext.gateway_ip()}/{prefix}")
         IP_FORWARD.write_text("1\n")
         _converge_nat([nat_rule(ext.cidr, uplink)])
         return f"bridge {ext.bridge} {ext.gateway_ip()}/{prefix}, NAT of {ext.cidr} out of {uplink}"
@@ -108,20 +136,7 @@ def converge(site: SiteConfig, management_ip: str) -> str:
         if interface_of_or_none(management_ip, links) == ext.interface:
             raise ApplianceError(f"external.interface {ext.interface} holds the management address {management_ip}; "
                                  "the external network needs an interface of its own")
-        run(["ip", "link", "set", ext.interface, "up"])
+        bridge.attach_uplink(ext.bridge, ext.interface)
         return f"provider interface {ext.interface} up, no NAT"
-    _remove_bridge(ext.bridge)
+    bridge.remove(ext.bridge)
     return "no external network"
-
-
-def converge_from_state(ctx) -> int:
-    """`appliance external-network` (the boot unit): converge from the recorded facts;
-    before first boot has recorded them there is nothing to do yet."""
-    facts_path = ctx.paths.facts
-    if not facts_path.exists():
-        print("appliance: external network: host facts not recorded yet (first boot has not run); nothing to do")
-        return 0
-    summary = converge(ctx.site, ctx.facts.management_ip)
-    log(f"external network: {summary}")
-    print(f"appliance: external network: {summary}")
-    return 0

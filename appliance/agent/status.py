@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .context import AgentContext
+from .facts import load_facts
 from .journal import DONE, FAILED, PENDING, RUNNING, Journal, StepRecord
 from .lock import Holder, current_holder
 from .steps import first_boot_steps
@@ -66,12 +67,19 @@ def reach_hint(ctx: AgentContext) -> list[str]:
     create = (f"openstack --os-cloud lxc server create --flavor {site.flavors[0].name} --image {site.image_name} "
               f"--network {site.network.name} --key-name {site.keypair_name} SERVER")
     if not site.external.enabled:
+        namespace = ctx.profile.network.namespace("NETWORK_ID")
         return [f"  instances: {create}", "  (no external network: reach instances from the "
-                f"qdhcp namespace of network {site.network.name})"]
+                f"namespace {namespace} of network {site.network.name})"]
     return [f"  instances: {create}",
             f"  reach one: openstack --os-cloud lxc floating ip create {site.external.name}",
             "             openstack --os-cloud lxc server add floating ip SERVER FLOATING_IP",
             f"             ssh -i {key} {user}@FLOATING_IP"]
+
+
+def network_detail(ctx: AgentContext) -> str:
+    """", Open vSwitch datapath D" once first boot chose one; "" otherwise."""
+    facts = load_facts(ctx.paths.facts)
+    return f", Open vSwitch datapath {facts.datapath}" if facts and facts.datapath else ""
 
 
 def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: bool) -> int:
@@ -87,6 +95,7 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
             print(line)
     if brief:
         return 0 if summary == "cloud ready" else 1
+    print(f"\nnetwork: ML2/{ctx.profile.network.backend}{network_detail(ctx)}")
     print("\nfirst-boot steps:")
     for step in steps:
         rec = records[step.name]

@@ -7,6 +7,7 @@ from . import steps_host as host
 from . import steps_infra as infra
 from . import steps_openstack as openstack
 from .context import AgentContext
+from .netbackend import backend_of
 from .runner import Step
 
 
@@ -14,12 +15,14 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
     def bind(func):
         return lambda: func(ctx)
 
+    backend = backend_of(ctx.profile)
     return [
         Step("host", "site config, host name and management address", bind(host.host_identity),
              still_done=lambda: ctx.paths.facts.exists()),
         Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
              still_done=lambda: ctx.paths.secrets.exists()),
         Step("configs", "render the configuration files", bind(host.write_configs)),
+        *backend.chassis_steps(ctx),
         # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
         Step("external-network", "external network, host side (bridge, forwarding, NAT)",
              bind(host.external_network)),
@@ -50,7 +53,5 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
         Step("services-up", "wait for services and agents, discover the compute host",
              bind(openstack.services_report_up)),
-        # Neutron's DHCP agent gives a network's set-up 300 s and never retries: on a slow
-        # machine the tenant network was left without DHCP.
-        Step("dhcp", "every network with DHCP has its DHCP server", bind(cloud.dhcp_servers)),
+        *backend.final_steps(ctx),
     ]

@@ -8,7 +8,6 @@ from pathlib import Path
 from ..errors import ApplianceError
 from ..profiles import TenantQuota
 from ..site_checks import read_public_key_file
-from . import dhcp
 from .context import AgentContext
 from .steps_openstack import connect
 from .system import log, run, stretched
@@ -162,18 +161,6 @@ def external_network(ctx: AgentContext) -> None:
     gateway = router.external_gateway_info or {}
     if gateway.get("network_id") != network.id:
         lxc.network.update_router(router, external_gateway_info={"network_id": network.id})
-
-
-def dhcp_servers(ctx: AgentContext) -> None:
-    """Every network with DHCP has its dnsmasq; if Neutron's agent gave up on one, the network
-    is scheduled on the agent again (up to dhcp.RESCHEDULES times), then the agent restarted
-    (dhcp.py)."""
-    conn = connect(ctx)
-    recoveries = dhcp.first_boot_recoveries(conn)
-    used = dhcp.ensure_served(lambda: dhcp.dhcp_networks(conn) | dhcp.known_networks(), dhcp.dnsmasq_runs,
-                              recoveries, log, gave_up=dhcp.agent_given_up, wait_s=dhcp.restart_after_s())
-    if used:
-        log(f"DHCP servers running after {' then '.join(r.doing for r in recoveries[:used])}")
 
 
 def host_size(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int]:

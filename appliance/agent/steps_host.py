@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import tempfile
@@ -15,7 +16,8 @@ from ..schema import read_text_input
 from ..site_checks import check_management_network
 from . import external
 from .context import AgentContext
-from .facts import detect_facts, management_network, save_facts
+from .facts import detect_facts, load_facts, management_network, save_facts
+from .netbackend import backend_of
 from .system import enable_and_start, log, run
 
 SEED_LABELS = ("cidata", "CIDATA", "config-2")
@@ -70,11 +72,16 @@ def copy_seed_site(source: Path, target: Path, where: str) -> None:
 def host_identity(ctx: AgentContext) -> None:
     import_seed_site(ctx)
     facts = detect_facts(ctx.site)  # validates the site config on the way
+    # The datapath is chosen once: br-int is never switched under running instances.
+    earlier = load_facts(ctx.paths.facts)
+    datapath = earlier.datapath if earlier and earlier.datapath else backend_of(ctx.profile).choose_datapath()
+    facts = dataclasses.replace(facts, datapath=datapath)
     save_facts(facts, ctx.paths.facts)
     if socket.gethostname() != facts.hostname:
         # sethostname(2), not /proc/sys: containers mount /proc/sys read-only.
         socket.sethostname(facts.hostname)
-    log(f"host {facts.hostname}, management {facts.management_ip}, overlay {facts.overlay_ip}")
+    log(f"host {facts.hostname}, management {facts.management_ip}, overlay {facts.overlay_ip}"
+        + (f", Open vSwitch datapath {facts.datapath}" if facts.datapath else ""))
     authorize_root_keys(ctx.site.root_authorized_keys)
 
 
@@ -110,7 +117,8 @@ def write_configs(ctx: AgentContext) -> None:
 
 def external_network(ctx: AgentContext) -> None:
     """Converge the host side now, and enable the unit that does it at every later boot."""
-    log(f"external network: {external.converge(ctx.site, ctx.facts.management_ip)}")
+    bridge = backend_of(ctx.profile).host_bridge(ctx.facts)
+    log(f"external network: {external.converge(ctx.site, ctx.facts.management_ip, bridge)}")
     enable_and_start(list(ctx.profile.service(EXTERNAL_SERVICE).units))
 
 
@@ -150,3 +158,16 @@ def reserve_instance_ids(ctx: AgentContext, etc: Path = Path("/etc")) -> None:
     for path, lines in missing:
         atomic_write(path, "\n".join([*lines, reservation]) + "\n", mode=0o644)
         log(f"{path}: {reservation} reserved for instances")
+
+
+def external_network_at_boot(ctx: AgentContext) -> int:
+    """`appliance external-network` (the boot unit): converge from the recorded facts;
+    before first boot has recorded them there is nothing to do yet."""
+    facts_path = ctx.paths.facts
+    if not facts_path.exists():
+        print("appliance: external network: host facts not recorded yet (first boot has not run); nothing to do")
+        return 0
+    summary = external.converge(ctx.site, ctx.facts.management_ip, backend_of(ctx.profile).host_bridge(ctx.facts))
+    log(f"external network: {summary}")
+    print(f"appliance: external network: {summary}")
+    return 0

@@ -128,7 +128,7 @@ def schema_migrations(ctx: AgentContext) -> None:
 
 
 # Started by their own steps, not with the OpenStack servers.
-INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client", "external-network"}
+INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "client", "external-network", "ovn"}
 
 
 def _openstack_units(ctx: AgentContext) -> list[str]:
@@ -186,7 +186,7 @@ def services_report_up(ctx: AgentContext) -> None:
     conn = connect(ctx)
     hostname = ctx.controller
     wanted_compute = {"nova-conductor", "nova-scheduler", "nova-compute"}
-    wanted_agents = {"neutron-linuxbridge-agent", "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"}
+    wanted_agents = set(ctx.profile.network.agents)
 
     def compute_up() -> bool:
         up = {s.binary for s in conn.compute.services() if s.state == "up" and s.status == "enabled"}
@@ -197,7 +197,7 @@ def services_report_up(ctx: AgentContext) -> None:
         return wanted_agents <= alive
 
     wait_for("Nova services (conductor, scheduler, compute)", compute_up, timeout=300, interval=2)
-    wait_for("Neutron agents (linuxbridge, DHCP, L3, metadata)", agents_alive, timeout=300, interval=2)
+    wait_for(f"Neutron agents ({', '.join(sorted(wanted_agents))})", agents_alive, timeout=300, interval=2)
     run(["nova-manage", "cell_v2", "discover_hosts", "--verbose"], user="nova")
 
     def hypervisor_known() -> bool:

@@ -64,9 +64,14 @@ def main(outbound_probe=None):
         assert not missing, f"not up: {sorted(missing)}"
 
     def agents_up():
-        alive = {a.binary for a in admin.network.agents() if a.is_alive and a.is_admin_state_up}
-        wanted = {"neutron-linuxbridge-agent", "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent"}
+        agents = list(admin.network.agents())
+        alive = {a.binary for a in agents if a.is_alive and a.is_admin_state_up}
+        wanted = set(context.profile.network.agents)
         assert not wanted - alive, f"not alive: {sorted(wanted - alive)}"
+        # Only the profile's backend runs: an agent of another one (an L3 or DHCP agent
+        # beside OVN) would serve the same networks twice.
+        stray = {a.binary for a in agents} - wanted
+        assert not stray, f"agents the profile does not run: {sorted(stray)}"
 
     def image_active():
         image = admin.image.find_image(site.image_name)
@@ -75,7 +80,7 @@ def main(outbound_probe=None):
 
     check("catalog has every service", catalog)
     check("compute services up", compute_up)
-    check("network agents alive", agents_up)
+    check("network agents alive, no other", agents_up)
     check("LXC image active", image_active)
 
     token = f"smoke-{time.time_ns()}"
@@ -116,7 +121,7 @@ def main(outbound_probe=None):
         return ips[0]
 
     def dhcp_namespace():
-        return f"qdhcp-{network.id}"
+        return context.profile.network.namespace(network.id)
 
     def ping():
         ns = dhcp_namespace()

@@ -123,7 +123,8 @@ class Lifecycle:
     def __init__(self):
         from appliance.agent.context import AgentContext, Paths
 
-        self.site = AgentContext.load(Paths()).site
+        context = AgentContext.load(Paths())
+        self.site, self.network_profile = context.site, context.profile.network
         self.lxc = connect(cloud="lxc")
         self.admin = connect(cloud="admin")
         self.server = None
@@ -145,7 +146,7 @@ class Lifecycle:
 
     def wait_ssh(self, timeout=120):
         timeout *= patience()
-        argv = ssh_argv(f"qdhcp-{self.network.id}", self.ip, as_instance_root("true"))
+        argv = ssh_argv(self.network_profile.namespace(self.network.id), self.ip, as_instance_root("true"))
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if sh(argv, timeout=30).returncode == 0:

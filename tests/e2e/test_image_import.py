@@ -18,11 +18,13 @@ IMAGE = "imported-gpt"
 SERVER = "imported-gpt-1"
 
 # Runs on the appliance: boot SERVER from the image, log in as the default user from the
-# DHCP namespace, print what the guest says, delete it.
+# tenant network's namespace, print what the guest says, delete it.
 BOOT_AND_LOGIN = r"""
 import json, subprocess, sys, time
 import openstack
+from appliance.agent.context import AgentContext, Paths
 image, server_name, user = sys.argv[1:4]
+profile = AgentContext.load(Paths()).profile
 c = openstack.connect(cloud="lxc")
 net = c.network.find_network("nat")
 server = c.compute.create_server(name=server_name, image_id=c.image.find_image(image).id,
@@ -30,7 +32,7 @@ server = c.compute.create_server(name=server_name, image_id=c.image.find_image(i
 try:
     server = c.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=1, wait=300)
     ip = [a["addr"] for a in server.addresses["nat"] if a["version"] == 4][0]
-    cmd = ["ip", "netns", "exec", f"qdhcp-{net.id}", "ssh", "-i", "/etc/appliance/lxckey", "-o", "BatchMode=yes",
+    cmd = ["ip", "netns", "exec", profile.network.namespace(net.id), "ssh", "-i", "/etc/appliance/lxckey", "-o", "BatchMode=yes",
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
            f"{user}@{ip}", "cloud-init status --wait >/dev/null; hostname; cat /proc/1/comm"]
     deadline, out = time.monotonic() + 120, None

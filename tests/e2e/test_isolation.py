@@ -20,13 +20,14 @@ PROBES_UNMAPPED = r"""
 import json
 from appliance.selftest import escape_probes, guest
 from appliance.agent.context import AgentContext, Paths
-site = AgentContext.load(Paths()).site
+context = AgentContext.load(Paths())
+site = context.site
 lxc, admin = guest.connect("lxc"), guest.connect("admin")
 network = lxc.network.find_network(site.network.name)
 server = guest.boot_server(lxc, site, "lxc_unmapped")
 try:
     ip = [a["addr"] for a in server.addresses[network.name]][0]
-    ns = f"qdhcp-{network.id}"
+    ns = context.profile.network.namespace(network.id)
     guest.wait_ssh(lxc, server, guest.ssh_argv(ns, ip, "true"), timeout=120)
     results = escape_probes.run_escape_probes(ns, ip, admin.compute.get_server(server.id).instance_name,
                                    emit_result=lambda *a: None)
@@ -39,7 +40,8 @@ finally:
 QUOTA_EXCEEDED = r"""
 import json, openstack
 from appliance.agent.context import AgentContext, Paths
-site = AgentContext.load(Paths()).site
+context = AgentContext.load(Paths())
+site = context.site
 lxc, admin = openstack.connect(cloud="lxc"), openstack.connect(cloud="admin")
 limit = admin.get_compute_quotas("lxc").instances
 network = lxc.network.find_network(site.network.name)

@@ -22,7 +22,8 @@ LATE_METADATA = r"""
 import json, subprocess, sys, time
 from appliance.selftest import escape_probes, guest
 from appliance.agent.context import AgentContext, Paths
-site = AgentContext.load(Paths()).site
+context = AgentContext.load(Paths())
+site = context.site
 late = float(sys.argv[1])
 c = guest.connect("lxc")
 network = c.network.find_network(site.network.name)
@@ -37,7 +38,7 @@ try:
     started = time.monotonic()
     ip = next(a["addr"] for addrs in server.addresses.values() for a in addrs)
     log = guest.as_instance_root("grep -c 'Calling .*/openstack. failed' /var/log/cloud-init.log")
-    cmd = guest.ssh_cmd(guest.LOGIN_USER, ip, log, netns=f"qdhcp-{network.id}")
+    cmd = guest.ssh_cmd(guest.LOGIN_USER, ip, log, netns=context.profile.network.namespace(network.id))
     try:
         result = guest.wait_ssh(c, server, cmd, timeout=300, what="SSH with the keypair's key")
     except AssertionError:
