@@ -30,6 +30,7 @@ SERVICE_ELEMENTS: dict[str, str] = {
     "placement": "appliance-placement",
     "nova": "appliance-nova",
     "neutron": "appliance-neutron",
+    "ovn": "appliance-ovn",
     "client": "appliance-openstack-client",
 }
 
