@@ -86,6 +86,12 @@ def drop_reasons(data: dict, source: str) -> dict[tuple, str]:
     return found
 
 
+def address_text(address: tuple) -> str:
+    """An address of ``drop_reasons`` as the field names of errors write it:
+    ``services[nova].files[/etc/default/libvirt-guests]``."""
+    return _field("", address[:-1], address[-1])
+
+
 def _resolve(path: Path, check: Check | None, seen: tuple[Path, ...]) -> dict:
     source = str(path)
     data = load_yaml_mapping(path)
