@@ -1,8 +1,9 @@
 """Release profiles: everything release-specific, as data.
 
 A profile is a YAML file in the repository's ``profiles/`` named after the profile (the
-build host's catalogue, ``pipeline.profiles``); the image carries the one it was built with
-as ``/usr/share/appliance/profile.yaml``. It names the
+build host's catalogue, ``pipeline.profiles``), complete or written as a delta of another
+(``appliance.profile_delta``); the image carries the one it was built with, resolved, as
+``/usr/share/appliance/profile.yaml``. It names the
 distribution, the mirrors, and every service of the appliance the same way (packages,
 systemd units, databases, service user, catalog entry, listening ports, config files and
 the overlay template that renders each). Adding a release means writing one of these files
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .schema import from_mapping, load_yaml_mapping
+from .profile_delta import FILE_KEYS, resolve_profile_file
+from .schema import from_mapping
 
 
 @dataclass(frozen=True)
@@ -207,11 +209,17 @@ class Profile:
 
 
 def load_profile_file(path: Path) -> Profile:
-    """Read and check one profile file; ConfigError names the file and the field."""
-    return parse_profile(load_yaml_mapping(path), str(path))
+    """Read and check one profile file, its base profiles applied; ConfigError names the file
+    and the field."""
+    return parse_profile(resolve_profile_file(path, check=parse_profile), str(path))
 
 
 def parse_profile(data: dict, source: str) -> Profile:
+    """Check a complete (resolved) profile mapping."""
+    for key in FILE_KEYS:
+        if key in data:
+            raise ConfigError(source, key, "only a profile file may say this: this mapping must be a resolved "
+                                           "profile (load the file with load_profile_file)")
     profile = from_mapping(Profile, data, source)
     _check_profile(profile, source)
     return profile

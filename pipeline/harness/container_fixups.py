@@ -127,9 +127,9 @@ def stage_guest_image(root: Path, image: Path) -> None:
     description.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def copy_source_tree(root: Path, source: Path, profile_file: Path, guest_image: Path | None = None) -> None:
+def copy_source_tree(root: Path, source: Path, profile_yaml: str, guest_image: Path | None = None) -> None:
     """Development only (`invoke boot --from-tree`): this checkout's agent, templates and
-    profile over the image's copies (where the appliance-package and appliance-overlays
+    profile (``profile_yaml``: resolved, as the build writes it) over the image's copies (where the appliance-package and appliance-overlays
     elements install them), and its built guest image (``guest_image``, when given) over the
     image's, so a change to them is tried without rebuilding the appliance. Other element
     changes still need `invoke build`; tests and CI boot the image as built."""
@@ -141,7 +141,7 @@ def copy_source_tree(root: Path, source: Path, profile_file: Path, guest_image: 
     share = root / "usr/share/appliance"
     shutil.rmtree(share / "overlays", ignore_errors=True)
     shutil.copytree(source / "overlays", share / "overlays")
-    shutil.copyfile(profile_file, share / "profile.yaml")
+    (share / "profile.yaml").write_text(profile_yaml, encoding="utf-8")
     if guest_image is not None:
         stage_guest_image(root, guest_image)
 

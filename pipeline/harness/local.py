@@ -53,12 +53,13 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         site_yaml = site.read_text(encoding="utf-8")
     prepare = None
     if from_tree:
-        from ..profiles import profile_path
+        from ..profiles import resolved_profile_yaml
         from . import container_fixups
 
         source = Path(__file__).resolve().parents[2]
         guest = container_fixups.built_guest_image(artifacts / profile)
-        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_path(profile), guest)  # noqa: E731
+        profile_yaml = resolved_profile_yaml(profile)
+        prepare = lambda root: container_fixups.copy_source_tree(root, source, profile_yaml, guest)  # noqa: E731
         say(f"[boot] agent, overlays and profile from {source} (not the image's)")
         if guest is not None:
             say(f"[boot] LXC guest image {guest} (not the image's)")

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 from appliance.errors import ApplianceError
 from appliance.profiles import Profile
 
-from ..profiles import load_profile, profile_path
+from ..profiles import load_profile, write_resolved_profile
 from . import configcheck
 from .cleanup import release_build_resources
 from .dib import build_environment, dib_version, run_disk_image_create
@@ -210,8 +210,10 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
     with stages.stage("appliance-image"):
         shutil.rmtree(work, ignore_errors=True)
         report_dir.mkdir(parents=True)
+        # The image carries the profile resolved (a delta profile's base applied), complete.
+        profile_file = write_resolved_profile(profile.name, work / "profile.yaml")
         env = build_environment(appliance_env(
-            profile, settings, profile_file=profile_path(profile.name), lxc_image=rootfs.compressed,
+            profile, settings, profile_file=profile_file, lxc_image=rootfs.compressed,
             lxc_image_size=rootfs.image.stat().st_size, report_dir=report_dir, environ=environ), host.tool_dirs)
         args = ["-t", ",".join(settings.image_types), "-o", str(work / "appliance"), *appliance_elements(profile, settings)]
         run_disk_image_create(args, env, log_path)
@@ -231,7 +233,7 @@ def _build(profile: Profile, out_dir: Path, settings: BuildSettings, stages: Sta
         artifacts = [describe_artifact(out_dir / name) for name in names]
         artifacts.append(describe_artifact(rootfs.compressed))
         inputs = {
-            "profile_sha256": hashlib.sha256(profile_path(profile.name).read_bytes()).hexdigest(),
+            "profile_sha256": hashlib.sha256(profile_file.read_bytes()).hexdigest(),
             "lxc_rootfs_key": key,
             "lxc_rootfs_reused": str(rootfs.reused).lower(),
             "git_revision": git_revision(),

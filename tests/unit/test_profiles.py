@@ -8,7 +8,7 @@ import yaml
 from appliance.errors import ApplianceError, ConfigError
 from appliance.profiles import parse_profile
 from appliance.render import REPO_OVERLAYS
-from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile
+from pipeline.profiles import PROFILE_DIR, available_profiles, load_profile, resolved_profile_yaml
 
 
 def test_all_profiles_exist():
@@ -143,3 +143,12 @@ def test_the_agent_asks_rabbitmq_where_its_amqp_listener_is_bound(bind, expected
             management_ip = "10.254.0.10"
 
     assert steps_infra.amqp_address(Ctx()) == expected
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_the_image_copy_is_complete_and_reads_the_same(name):
+    # What the build writes as /usr/share/appliance/profile.yaml: parse_profile reads it alone.
+    text = resolved_profile_yaml(name)
+    data = yaml.safe_load(text)
+    assert not {"base", "drop", "standalone"} & set(data)
+    assert parse_profile(data, "/usr/share/appliance/profile.yaml") == load_profile(name)
