@@ -35,6 +35,9 @@ def main() -> int:
         env = dict(item.split("=", 1) for item in handle.read().split("\0") if "=" in item)
     node = subprocess.Popen(["erl", "-boot", "no_dot_erlang", "-sname", f"appliance-selftest-{os.getpid()}", "-noinput",
                              "-eval", "timer:sleep(600000), halt()."], env=env, user="rabbitmq", group="rabbitmq",
+                            # The server's own working directory: Erlang 27 (Debian 13) looks
+                            # for the boot file there first and stops at one it may not read.
+                            cwd=env.get("PWD") or env.get("HOME") or "/",
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120 * patience()
