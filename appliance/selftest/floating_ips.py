@@ -7,6 +7,32 @@ import time
 from appliance.selftest.guest import check, sh, ssh_cmd, ssh_outcome, wait, wait_ssh
 
 NO_SSH_GROUP = "smoke-no-ssh"
+# Enough segments that a path which loses or corrupts some of them cannot pass by luck (a
+# userspace switch dropped partially checksummed TCP while SSH's handshake still got through).
+BULK_BYTES = 50 * 10**6
+
+
+def bulk_copy(user, address, size=BULK_BYTES):
+    """``size`` random bytes to the instance and back over SSH, compared by SHA-256."""
+    import hashlib
+    import os
+    import subprocess
+
+    from appliance.selftest.guest import patience
+
+    data = os.urandom(size)
+    digest = hashlib.sha256(data).hexdigest()
+    bound = 120 * patience()
+    started = time.monotonic()
+    sent = subprocess.run(ssh_cmd(user, address, "cat > /tmp/smoke-bulk && sha256sum < /tmp/smoke-bulk"),
+                          input=data, capture_output=True, timeout=bound)
+    assert sent.returncode == 0, f"upload failed: {sent.stderr.decode(errors='replace').strip()[-200:]}"
+    assert sent.stdout.decode().split()[0] == digest, "the instance received different bytes"
+    back = subprocess.run(ssh_cmd(user, address, "cat /tmp/smoke-bulk && rm /tmp/smoke-bulk"),
+                          capture_output=True, timeout=bound)
+    assert back.returncode == 0, f"download failed: {back.stderr.decode(errors='replace').strip()[-200:]}"
+    assert hashlib.sha256(back.stdout).hexdigest() == digest, "the appliance received different bytes"
+    return f"{2 * size / 10**6:.0f} MB in {time.monotonic() - started:.1f} s, SHA-256 equal"
 
 
 def route_source(address):
@@ -43,19 +69,22 @@ def floating_ip_checks(lxc, site, server, user, state, have_key, outbound_probe)
                 result = wait_ssh(lxc, server, cmd, timeout=90, what="SSH to the floating IP")
                 return f"{user}@{address}: {result.stdout.strip()}, {time.monotonic() - state['attached']:.1f} s after attach"
 
-            if check("SSH to the floating IP from the appliance host", ssh_fip) and outbound_probe:
-                probe_host, probe_port = outbound_probe.rsplit(":", 1)
+            if check("SSH to the floating IP from the appliance host", ssh_fip):
+                check(f"{BULK_BYTES // 10**6} MB each way over SSH to the floating IP",
+                      lambda: bulk_copy(user, address))
+                if outbound_probe:
+                    probe_host, probe_port = outbound_probe.rsplit(":", 1)
 
-                def outbound_nat():
-                    expected = route_source(probe_host)
-                    script = f"exec 3<>/dev/tcp/{probe_host}/{probe_port} && head -n1 <&3"
-                    result = sh(ssh_cmd(user, address, f"timeout 10 bash -c '{script}'"), timeout=40)
-                    seen = result.stdout.strip()
-                    assert result.returncode == 0, f"no answer from {outbound_probe}: {result.stderr.strip()[-200:]}"
-                    assert seen == expected, f"{outbound_probe} saw {seen!r}, expected the uplink address {expected}"
-                    return f"{outbound_probe} saw {seen}"
+                    def outbound_nat():
+                        expected = route_source(probe_host)
+                        script = f"exec 3<>/dev/tcp/{probe_host}/{probe_port} && head -n1 <&3"
+                        result = sh(ssh_cmd(user, address, f"timeout 10 bash -c '{script}'"), timeout=40)
+                        seen = result.stdout.strip()
+                        assert result.returncode == 0, f"no answer from {outbound_probe}: {result.stderr.strip()[-200:]}"
+                        assert seen == expected, f"{outbound_probe} saw {seen!r}, expected the uplink address {expected}"
+                        return f"{outbound_probe} saw {seen}"
 
-                check("outbound NAT from the instance through the uplink", outbound_nat)
+                    check("outbound NAT from the instance through the uplink", outbound_nat)
             check("security group without SSH closes the floating IP", lambda: security_group_enforced(
                 lxc, server, user, address))
     finally:
