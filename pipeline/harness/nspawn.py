@@ -146,7 +146,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
          say=print, prepare=None, lan: bool = False) -> BootState:
     """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start."""
     ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
-                     "nsenter": "util-linux", "ip": "iproute2"})
+                     "nsenter": "util-linux", "ip": "iproute2", "ethtool": "ethtool"})
     if not image.is_file():
         raise ApplianceError(f"{image} does not exist; run `./inv build` first")
     existing = BootState.load(state_dir)

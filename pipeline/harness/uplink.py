@@ -86,6 +86,11 @@ def attach(container_netns: str, name: str, *, lan: bool) -> int:
         _ip("netns", "add", lan_ns)
         _ip("-n", lan_ns, "link", "set", "lo", "up")
         _move_peer(container_netns, LAN_PEER, lan_ns, f"{LAN_ROUTER}/{LAN_CIDR.split('/')[1]}")
+        # The LAN stand-in is a wire: what arrives from a physical LAN carries complete
+        # checksums, while a veth leaves TCP's to the receiver (TX checksum offload), which
+        # Open vSwitch's userspace datapath, reading this veth's peer, does not fill.
+        subprocess.run(["ip", "netns", "exec", lan_ns, "ethtool", "--offload", LAN_PEER, "tx", "off"],
+                       capture_output=True, check=True)
     responder = subprocess.Popen(
         ["ip", "netns", "exec", uplink, sys.executable, "-m", "pipeline.harness.responder", INTERNET_HOST,
          str(INTERNET_PORT)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -48,7 +48,7 @@ NAMESPACES: dict[str, tuple[str, ...]] = {
     "/etc/neutron/plugins/ml2/ml2_conf.ini": ("neutron.ml2", "neutron.ml2.ovn"),
     # The agent also reads the core, [agent] and [ovn] options of the server's own lists.
     "/etc/neutron/neutron_ovn_metadata_agent.ini": (
-        "neutron.ovn.metadata.agent", "neutron", "neutron.base.agent", "neutron.ml2.ovn", "oslo.log"),
+        "neutron.ovn.metadata.agent", "neutron", "neutron.agent", "neutron.ml2.ovn", "oslo.log"),
     # [experimental] linuxbridge = true must be in both files (Zed refuses the agent otherwise).
     "/etc/neutron/plugins/ml2/linuxbridge_agent.ini": ("neutron.ml2.linuxbridge.agent", "neutron.experimental", "oslo.log"),
     "/etc/neutron/l3_agent.ini": ("neutron.az.agent", "neutron.base.agent", "neutron.l3.agent", "oslo.log"),
