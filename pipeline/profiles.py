@@ -17,7 +17,7 @@ from appliance.profile_delta import profile_chain, resolve_profile_file
 from appliance.profiles import Profile, load_profile_file, parse_profile
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
-DEFAULT_PROFILE = "bookworm-zed"
+DEFAULT_PROFILE = "trixie-epoxy"
 
 
 def available_profiles() -> list[str]:

@@ -21,36 +21,36 @@ def loop_devices() -> set[str]:
 
 
 @contextlib.contextmanager
-def booted(name: str | None = None, logs: str = "pytest-e2e", **boot_options):
-    """An appliance booted by the harness, first boot awaited; on the way out its logs are
-    kept when it is still up, it is stopped, and nothing of it may remain (loop devices,
-    mounts, network namespaces)."""
-    local.stop(PROFILE, name=name)
+def booted(name: str | None = None, logs: str = "pytest-e2e", profile: str = PROFILE, **boot_options):
+    """An appliance of ``profile`` booted by the harness, first boot awaited; on the way out
+    its logs are kept when it is still up, it is stopped, and nothing of it may remain (loop
+    devices, mounts, network namespaces)."""
+    local.stop(profile, name=name)
     loops_before = loop_devices()
     if os.environ.get("APPLIANCE_TEST_FROM_TREE") == "1":
         # Development only (CI never sets it; it boots the image it built): this checkout's
         # agent, overlays and profile over the image's, as `invoke boot --from-tree`.
         boot_options.setdefault("from_tree", True)
-    state = local.boot(PROFILE, ARTIFACTS, name=name, **boot_options)
+    state = local.boot(profile, ARTIFACTS, name=name, **boot_options)
     try:
         local.wait_for_first_boot(state)
         yield state
     finally:
-        keep_logs_and_stop(state, name, logs)
+        keep_logs_and_stop(state, name, logs, profile)
         assert loop_devices() <= loops_before, "the appliance left loop devices attached"
         mounts = open("/proc/mounts").read()
-        assert str(local.state_dir(PROFILE, name)) not in mounts, "the appliance left mounts behind"
+        assert str(local.state_dir(profile, name)) not in mounts, "the appliance left mounts behind"
         namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         assert not {state.netns, f"uplink-{state.name}", f"lan-{state.name}"} & set(namespaces), namespaces
 
 
-def keep_logs_and_stop(state, name: str | None = None, logs: str = "pytest-e2e") -> None:
+def keep_logs_and_stop(state, name: str | None = None, logs: str = "pytest-e2e", profile: str = PROFILE) -> None:
     """The appliance's logs into artifacts/logs/LOGS while it still runs, then the harness's stop."""
     if state is not None and nspawn.pid_alive(state.nspawn_pid):
         from pipeline.harness.e2e import collect_logs
 
         collect_logs(state, ARTIFACTS / "logs" / logs)
-    local.stop(PROFILE, name=name)
+    local.stop(profile, name=name)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,7 @@ def in_appliance(state, *cmd, timeout=900, check=True):
     return result
 
 
-def smoke(state, *extra):
+def smoke(state, *extra, profile: str = PROFILE):
     cmd = ["ip", "netns", "exec", state.netns, str(ROOT / ".venv/bin/python"), "-m", "pipeline.smoke",
-           "--target", local.harness_target(), "--identity", str(local.harness_key(PROFILE)), *extra]
+           "--target", local.harness_target(), "--identity", str(local.harness_key(profile)), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)

@@ -28,16 +28,16 @@ import subprocess
 import time
 
 import pytest
-from project import ROOT
+from project import PROFILE, ROOT
 
 from pipeline.harness import local, nspawn, qemu, vm
+from pipeline.profiles import load_profile
 
 from .conftest import keep_logs_and_stop
 from .instance_data import SERVER_BACK, SERVER_WITH_DATA
 
 pytestmark = pytest.mark.e2e
 
-PROFILE = "bookworm-zed"
 ARTIFACTS = ROOT / "artifacts"
 NAME = "pytest-vm"
 TENANT_CIDR = "10.77.0.0/24"  # not the default 192.168.0.0/24: proves the NoCloud site config applied
@@ -268,6 +268,11 @@ def test_boots_and_first_boot_takes_the_nocloud_site(appliance_image, tmp_path, 
         for unit in ("systemd-udevd.service", "systemd-networkd.service"):
             active = in_vm(state, f"systemctl is-active {unit}", check=False).stdout.strip()
             assert active == "active", f"{unit}: {active}"
+        if load_profile(PROFILE).network.backend == "ovn":
+            # A VM runs Debian's kernel, which has the openvswitch module: the kernel datapath.
+            datapath = in_vm(state, "ovs-vsctl get bridge br-int datapath_type").stdout.strip().strip('"')
+            facts = json.loads(in_vm(state, "cat /var/lib/appliance/facts.json").stdout)
+            assert (datapath, facts["datapath"]) == ("system", "system"), (datapath, facts)
     finally:
         vm.stop(PROFILE, name=NAME)
     assert not state.dir.exists()
