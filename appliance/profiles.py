@@ -155,6 +155,9 @@ class Network:
     # ({network_id}): the DHCP agent's with Linux bridge, the OVN metadata agent's with OVN
     # (made once an instance of that network runs here). Instances are reached from it.
     tenant_namespace: str = "qdhcp-{network_id}"
+    # Whether the site's provider_interface (a flat "provider" network on a host interface)
+    # is offered; where it is not, a LAN reaches instances through external.mode provider.
+    provider_interface: bool = True
 
     BACKENDS = ("linuxbridge", "ovn")
 

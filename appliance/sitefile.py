@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .credentials import secret_names
+from .errors import ConfigError
 from .profiles import Profile
 from .schema import from_mapping, load_yaml_mapping
 from .site import SiteConfig
@@ -25,4 +26,8 @@ def load_site(path: Path | None, profile: Profile) -> SiteConfig:
         return from_mapping(SiteConfig, defaults, "profile site_defaults")
     site = from_mapping(SiteConfig, {**defaults, **load_yaml_mapping(path)}, str(path))
     validate_site(site, str(path), secret_names=set(secret_names(profile)), base_dir=path.parent)
+    if site.provider_interface and not profile.network.provider_interface:
+        raise ConfigError(str(path), "provider_interface",
+                          f"not offered with ML2/{profile.network.backend} (profile {profile.name}); "
+                          "put the LAN on external.interface with external.mode provider instead")
     return site

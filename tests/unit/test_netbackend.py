@@ -97,3 +97,22 @@ def test_only_the_linux_bridge_backend_checks_dhcp_servers_at_the_end(tmp_path):
     lb = dataclasses.replace(ctx, profile=load_profile("bookworm-zed"))
     assert [s.name for s in backend_of(lb.profile).final_steps(lb)] == ["dhcp"]
     assert backend_of(lb.profile).chassis_steps(lb) == []
+
+
+@pytest.mark.parametrize("profile, site_yaml, error", [
+    ("trixie-epoxy", "provider_interface: eth1\n",
+     r"site.yaml: provider_interface: not offered with ML2/ovn \(profile trixie-epoxy\); put the LAN on "
+     r"external.interface with external.mode provider instead"),
+    ("trixie-epoxy", "external: {mode: provider, interface: eth1, cidr: 198.51.100.0/24}\n", None),
+    ("bookworm-zed", "provider_interface: eth1\n", None),
+])
+def test_a_site_field_the_backend_does_not_offer_is_refused_in_one_line(tmp_path, profile, site_yaml, error):
+    from appliance.sitefile import load_site
+
+    site = tmp_path / "site.yaml"
+    site.write_text(site_yaml)
+    if error is None:
+        load_site(site, load_profile(profile))
+    else:
+        with pytest.raises(ConfigError, match=error):
+            load_site(site, load_profile(profile))
