@@ -1,6 +1,7 @@
 """The whole path on a real booted appliance: first boot, smoke, idempotency, failure."""
 
 import json
+import os
 import re
 import signal
 import time
@@ -79,6 +80,19 @@ def test_first_boot_reports_cloud_ready(appliance):
     print("first-boot step timings:", timings)
 
 
+def test_open_vswitch_datapath_is_the_kernels_only_where_its_module_is(appliance):
+    """OVN profiles: the datapath first boot chose, recorded, shown and on br-int. A container
+    shares the host's kernel: the kernel datapath only if that kernel has the module."""
+    facts = json.loads(in_appliance(appliance, "cat", "/var/lib/appliance/facts.json").stdout)
+    if not facts.get("datapath"):
+        pytest.skip("the profile under test runs no Open vSwitch (ML2/Linux bridge)")
+    expected = "system" if os.path.exists("/sys/module/openvswitch") else "netdev"
+    on_bridge = in_appliance(appliance, "ovs-vsctl", "get", "bridge", "br-int", "datapath_type").stdout.strip()
+    status = in_appliance(appliance, "python3", "-m", "appliance", "status", check=False).stdout
+    assert (facts["datapath"], on_bridge.strip('"')) == (expected, expected)
+    assert f"Open vSwitch datapath {expected}" in status, status
+
+
 def test_smoke_passes(appliance):
     result = smoke(appliance)
     print(result.stdout)
@@ -87,10 +101,10 @@ def test_smoke_passes(appliance):
 
 
 def external_host_side(state) -> dict:
-    """The external network's host side as the kernel has it: bridges named like ours, our
-    NAT rules, forwarding."""
+    """The external network's host side as the kernel has it: our bridge's device (a Linux
+    bridge, or with OVN the OVS bridge's internal port), our NAT rules, forwarding."""
     nat = in_appliance(state, "iptables", "-t", "nat", "-S", "POSTROUTING").stdout
-    links = json.loads(in_appliance(state, "ip", "-json", "link", "show", "type", "bridge").stdout)
+    links = json.loads(in_appliance(state, "ip", "-json", "link", "show").stdout)
     return {
         "nat_rules": [line for line in nat.splitlines() if "appliance-external" in line],
         "bridges": [link["ifname"] for link in links if link["ifname"] == "br-external"],
