@@ -19,7 +19,7 @@ LATE_S = 75
 
 # Run on the appliance as the lxc user; argv: seconds to keep the metadata service away.
 LATE_METADATA = r"""
-import json, subprocess, sys, time
+import glob, json, subprocess, sys, time
 from appliance.selftest import escape_probes, guest
 from appliance.agent.context import AgentContext, Paths
 context = AgentContext.load(Paths())
@@ -49,7 +49,7 @@ try:
         subprocess.run(["grep", "-E", "Calling|OpenStack|Crawl|Giving up|Timed out|fallback|"
                         "Traceback|Error|WARNING|running 'init", log])
         subprocess.run(["tail", "-n", "30", "/var/log/nova/nova-api-metadata.log",
-                        "/var/log/neutron/neutron-metadata-agent.log"], check=False)
+                        *glob.glob("/var/log/neutron/*metadata-agent.log")], check=False)
         raise
     print(json.dumps({"ssh_s_after_metadata": round(time.monotonic() - started, 1),
                       "failed_tries": int(result.stdout.strip())}))

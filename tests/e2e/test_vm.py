@@ -82,8 +82,8 @@ def collect(state, dest):
     for name, command in (("journal.txt", "journalctl --no-pager -b -o short-monotonic"),
                           ("status.txt", "appliance status"), ("firstboot.json", "cat /var/lib/appliance/firstboot.json"),
                           ("firstboot.log", "cat /var/log/appliance/firstboot.log"),
-                          ("neutron-dhcp-agent.log", "tail -n 3000 /var/log/neutron/neutron-dhcp-agent.log"),
-                          ("neutron-l3-agent.log", "tail -n 3000 /var/log/neutron/neutron-l3-agent.log")):
+                          ("neutron-agents.log", "tail -n 1000 /var/log/neutron/*agent*.log"),
+                          ("ovn.log", "tail -n 1000 /var/log/ovn/*.log /var/log/openvswitch/*.log")):
         (dest / name).write_text(vm.ssh(state, command, timeout=120).stdout)
     console = state.dir / "console.log"
     if console.exists():
