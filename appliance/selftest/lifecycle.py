@@ -228,7 +228,15 @@ class Lifecycle:
         loops = [line for line in sh(["losetup", "-l", "-n"]).stdout.splitlines() if server_id in line]
         if loops:
             problems.append(f"loop devices left: {loops}")
-        allocations = self.admin.placement.get(f"/allocations/{server_id}").json().get("allocations")
+        # nova-compute destroys the instance record, then deletes its allocations
+        # (ComputeManager._complete_deletion): the server can be gone a moment before them.
+        allocations = {}
+        deadline = time.monotonic() + 30 * patience()
+        while time.monotonic() < deadline:
+            allocations = self.admin.placement.get(f"/allocations/{server_id}").json().get("allocations")
+            if not allocations:
+                break
+            time.sleep(1)
         if allocations:
             problems.append(f"placement allocations left: {allocations}")
         if sh(["test", "-e", f"/var/lib/nova/instances/{server_id}"]).returncode == 0:
