@@ -162,7 +162,7 @@ def _merge_services(base: list, delta: list, source: str) -> list:
         if name in named:
             raise ConfigError(source, f"{where}.name", f"service {name!r} is named twice in this file")
         named.add(name)
-        index = next((j for j, svc in enumerate(services) if isinstance(svc, dict) and svc.get("name") == name), None)
+        index = _index_by(services, "name", name)
         if index is None:
             services.insert(_insert_at(services, entry, source, where), {k: copy.deepcopy(v) for k, v in entry.items()
                                                                          if k != "after"})
@@ -182,14 +182,19 @@ def _merge_services(base: list, delta: list, source: str) -> list:
     return services
 
 
+def _index_by(items: list, key: str, value) -> int | None:
+    """The index of the first mapping in ``items`` whose ``key`` is ``value``, or None."""
+    return next((i for i, item in enumerate(items) if isinstance(item, dict) and item.get(key) == value), None)
+
+
 def _insert_at(services: list, entry: dict, source: str, where: str) -> int:
     after = entry.get("after")
     if after is None:
         return len(services)
-    for j, svc in enumerate(services):
-        if isinstance(svc, dict) and svc.get("name") == after:
-            return j + 1
-    raise ConfigError(source, f"{where}.after", f"no service {after!r} to follow")
+    index = _index_by(services, "name", after)
+    if index is None:
+        raise ConfigError(source, f"{where}.after", f"no service {after!r} to follow")
+    return index + 1
 
 
 def _merge_files(base: list, delta: list, source: str, field: str) -> list:
@@ -202,7 +207,7 @@ def _merge_files(base: list, delta: list, source: str, field: str) -> list:
         if path in given:
             raise ConfigError(source, f"{field}[{j}].path", f"{path} is given twice in this file")
         given.add(path)
-        index = next((k for k, f in enumerate(files) if isinstance(f, dict) and f.get("path") == path), None)
+        index = _index_by(files, "path", path)
         if index is None:
             files.append(copy.deepcopy(entry))
         else:
