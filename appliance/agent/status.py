@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from .context import AgentContext
 from .facts import load_facts
 from .journal import DONE, FAILED, PENDING, RUNNING, Journal, StepRecord
 from .lock import Holder, current_holder
 from .steps import first_boot_steps
-from .system import LOG_PATH, UP_STATES, unit_states
+from .system import LOG_PATH, UP_STATES, unit_started_at, unit_states
+
+# Nova's own services: each is a systemd unit of the same name.
+NOVA_SERVICES = ("nova-conductor", "nova-scheduler", "nova-compute")
 
 
 def _when(epoch: float | None) -> str:
@@ -45,17 +49,77 @@ def summarize(records: dict[str, StepRecord], *, completed_at: float | None, dow
     return f"first boot not finished ({done}/{total} steps done)"
 
 
+def _epoch(updated_at: str | None) -> float | None:
+    """Nova's ``updated_at`` (ISO 8601, UTC, without an offset) as seconds since the epoch."""
+    if not updated_at:
+        return None
+    moment = datetime.fromisoformat(updated_at)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def nova_waiting(services: list[tuple[str, str, str, str | None]],
+                 started: dict[str, float | None]) -> list[str]:
+    """What keeps Nova from serving, one "binary: reason" per service; [] when none.
+
+    ``services``: (binary, state, status, updated_at) as Nova's API lists them;
+    ``started``: each unit's start (epoch seconds, None when it does not run).
+    Nova calls a service "up" while its last report (``updated_at``) is younger than
+    ``service_down_time`` (nova.servicegroup.drivers.db), so right after a restart the
+    previous boot's last report still reads "up"; nova-compute reports for the first time
+    only after its start-up (init_host, which resumes the instances). A service counts
+    only once it has reported since its unit started."""
+    waiting = []
+    listed = {binary for binary, *_ in services}
+    waiting += [f"{b}: not registered" for b in NOVA_SERVICES if b not in listed]
+    for binary, state, status, updated_at in services:
+        since = started.get(binary)
+        reported = _epoch(updated_at)
+        if state != "up":
+            waiting.append(f"{binary}: {state}")
+        elif status != "enabled":
+            waiting.append(f"{binary}: {status}")
+        elif since is None:
+            waiting.append(f"{binary}: its unit is not running")
+        elif reported is None or reported < since:
+            waiting.append(f"{binary}: no report since its start")
+    return waiting
+
+
+def api_waiting(ctx: AgentContext) -> list[str]:
+    """What the APIs say keeps the cloud from serving: Nova services (nova_waiting) and the
+    profile's Neutron agents not alive; [] when nothing. Raises what openstacksdk raises
+    when an API does not answer."""
+    from .steps_openstack import connect
+
+    conn = connect(ctx)
+    services = [(s.binary, s.state, s.status, s.updated_at) for s in conn.compute.services()]
+    waiting = nova_waiting(services, unit_started_at(list(NOVA_SERVICES)))
+    alive = {a.binary for a in conn.network.agents() if a.is_alive}
+    waiting += [f"{a}: not alive" for a in ctx.profile.network.agents if a not in alive]
+    return waiting
+
+
 def api_health(ctx: AgentContext) -> list[str]:
     """Compute services and network agents as the APIs report them (best effort)."""
     from .steps_openstack import connect
 
     try:
         conn = connect(ctx)
-        lines = [f"  {s.binary:<28} {s.state}" for s in conn.compute.services()]
+        lines = [f"  {s.binary:<28} {s.state}, {s.status}, last report {s.updated_at or 'never'} UTC"
+                 for s in conn.compute.services()]
         lines += [f"  {a.binary:<28} {'up' if a.is_alive else 'down'}" for a in conn.network.agents()]
         return lines
     except Exception as exc:
         return [f"  (APIs not answering: {str(exc).splitlines()[0][:120]})"]
+
+
+def ready_summary(ctx: AgentContext) -> str:
+    """"cloud ready" when the APIs agree (api_waiting), else what they still wait for."""
+    try:
+        waiting = api_waiting(ctx)
+    except Exception as exc:
+        return f"services up, APIs not answering yet ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    return f"services up, waiting for {'; '.join(waiting)}" if waiting else "cloud ready"
 
 
 def reach_hint(ctx: AgentContext) -> list[str]:
@@ -89,6 +153,8 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
     down = [u for u, state in units.items() if state not in UP_STATES]
     summary = summarize(records, completed_at=journal.completed_at, down=down,
                         holder=current_holder(ctx.paths.lock), last_run=journal.run)
+    if summary == "cloud ready" and ask_api:
+        summary = ready_summary(ctx)
     print(f"appliance: {summary}")
     if summary == "cloud ready":
         for line in reach_hint(ctx):

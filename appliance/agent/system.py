@@ -129,6 +129,22 @@ def unit_states(units: list[str]) -> dict[str, str]:
             for u, info in zip(units, shown)}
 
 
+def unit_started_at(units: list[str]) -> dict[str, float | None]:
+    """When each unit last became active (epoch seconds), None for one not active."""
+    if not units:
+        return {}
+    shown = _show(units, "ActiveState", "ActiveEnterTimestampMonotonic")
+    # Monotonic microseconds since boot, turned into wall-clock time here: `systemctl
+    # show` prints the wall-clock stamp in the local time zone, to the second only.
+    offset = time.time() - time.monotonic()
+    started = {}
+    for unit, info in zip(units, shown):
+        mono = info.get("ActiveEnterTimestampMonotonic", "0")
+        active = info.get("ActiveState") == "active" and mono.isdigit() and mono != "0"
+        started[unit] = offset + int(mono) / 1e6 if active else None
+    return started
+
+
 def journal_tail(unit: str, lines: int = 5) -> str:
     """The unit's last log lines, joined into one line (for a one-line error)."""
     out = subprocess.run(["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],

@@ -274,14 +274,14 @@ def wait_ssh(state: VmState, *, timeout: float = 1800) -> float:
     raise ApplianceError(f"no SSH login within {timeout:.0f} s")
 
 
-# Ready after a reboot: every Nova service up, no Neutron agent dead, every instance of the
-# lxc project ACTIVE again. Each list must answer: an API still starting is not "ready".
+# Ready after a reboot: `appliance status --brief` says cloud ready (every unit up, every
+# Nova service reported since its start, every agent of the profile alive) and every
+# instance of the lxc project is ACTIVE again. The list must answer: an API still starting
+# is not "ready".
 READY_AFTER_REBOOT = (
-    "s=$(openstack --os-cloud admin compute service list -f value -c State) && "
-    "a=$(openstack --os-cloud admin network agent list -f value -c Alive) && "
+    "appliance status --brief >/dev/null && "
     "v=$(openstack --os-cloud lxc server list -f value -c Status) && "
-    "printf '%s' \"$s\" | grep -qx up && ! printf '%s' \"$s\" | grep -qx down && "
-    "! printf '%s' \"$a\" | grep -qx False && ! printf '%s' \"$v\" | grep -qvx ACTIVE")
+    "! printf '%s' \"$v\" | grep -qvx ACTIVE")
 
 
 def boot_id(state: VmState) -> str:
