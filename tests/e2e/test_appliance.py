@@ -9,8 +9,9 @@ import time
 import pytest
 
 from pipeline.harness import nspawn
+from pipeline.profiles import load_profile
 
-from .conftest import in_appliance, smoke
+from .conftest import PROFILE, in_appliance, smoke
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +92,24 @@ def test_open_vswitch_datapath_is_the_kernels_only_where_its_module_is(appliance
     status = in_appliance(appliance, "python3", "-m", "appliance", "status", check=False).stdout
     assert (facts["datapath"], on_bridge.strip('"')) == (expected, expected)
     assert f"Open vSwitch datapath {expected}" in status, status
+
+
+# Placement's view of the host's vCPUs (VCPU inventory of every resource provider).
+VCPU_INVENTORY = r"""
+import json, openstack
+c = openstack.connect(cloud="admin")
+print(json.dumps([{"total": i.total, "allocation_ratio": i.allocation_ratio}
+                  for rp in c.placement.resource_providers()
+                  for i in c.placement.resource_provider_inventories(rp) if i.resource_class == "VCPU"]))
+"""
+
+
+def test_placement_offers_the_profiles_vcpus_per_cpu(appliance):
+    """Nova writes its initial ratio only when it first registers the host; the profile's
+    cpu_allocation_ratio is what the host offers (not Nova's default of the release)."""
+    wanted = load_profile(PROFILE).settings["cpu_allocation_ratio"]
+    inventories = json.loads(in_appliance(appliance, "python3", "-c", VCPU_INVENTORY).stdout)
+    assert inventories and all(i["allocation_ratio"] == wanted for i in inventories), (wanted, inventories)
 
 
 def test_smoke_passes(appliance):
