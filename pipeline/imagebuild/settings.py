@@ -103,6 +103,7 @@ def appliance_elements(profile: Profile, settings: BuildSettings) -> list[str]:
     elements = ["vm", "block-device-mbr", profile.distro.dib_element, "growroot", "appliance-apt", "appliance-network",
                 "appliance-efi", "appliance-thp", "appliance-service-base"]
     elements += [SERVICE_ELEMENTS[svc.name] for svc in installed_services(profile)]
+    elements += ["appliance-rpc-reply"]
     elements += ["appliance-firstboot", "appliance-overlays", "appliance-migrate", "appliance-lxc-image",
                  "appliance-manifest"]
     elements += list(settings.extra_elements)

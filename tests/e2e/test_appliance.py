@@ -112,6 +112,21 @@ def test_placement_offers_the_profiles_vcpus_per_cpu(appliance):
     assert inventories and all(i["allocation_ratio"] == wanted for i in inventories), (wanted, inventories)
 
 
+# oslo.messaging's wait for an RPC reply, as the services load it.
+REPLY_WAIT = r"""
+import inspect
+from oslo_messaging._drivers import amqpdriver
+print(inspect.getsource(amqpdriver.ReplyWaiters.get))
+"""
+
+
+def test_rpc_replies_are_read_when_they_arrive(appliance):
+    """elements/appliance-rpc-reply: no RPC caller sleeps a fixed 0.5 s before it reads its
+    reply (oslo.messaging >= 14.4 does; Zed's blocks on the queue)."""
+    source = in_appliance(appliance, "python3", "-c", REPLY_WAIT).stdout
+    assert "time.sleep(0.5)" not in source, source
+
+
 def test_smoke_passes(appliance):
     result = smoke(appliance)
     print(result.stdout)
