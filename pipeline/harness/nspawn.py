@@ -188,10 +188,14 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
 
 
 def _start_nspawn(state: BootState) -> int:
+    # --console=read-only: nspawn copies the container's /dev/console to console.log as it
+    # comes. With "passive" nobody reads the console's pseudo-TTY; once its buffer is full a
+    # write to it blocks, and the container's systemd writes its status there (a unit slow
+    # to stop prints a line every half second), so PID 1 stopped mid-power-off.
     cmd = ["systemd-nspawn", "--boot", "--quiet", "-D", str(state.merged), f"--machine={state.name}",
            "--private-network", "--capability=all", "--register=no",
            "--keep-unit", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-           "--bind=/dev/fuse", "--bind=/dev/net/tun", "--console=passive"]
+           "--bind=/dev/fuse", "--bind=/dev/net/tun", "--console=read-only"]
     env = {**os.environ, "SYSTEMD_SECCOMP": "0"}
     console = open(state.console_log, "ab")
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,

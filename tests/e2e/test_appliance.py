@@ -127,6 +127,20 @@ def test_rpc_replies_are_read_when_they_arrive(appliance):
     assert "time.sleep(0.5)" not in source, source
 
 
+def test_console_is_read_as_it_is_written(appliance):
+    """The harness drains the container's /dev/console into console.log: 256 KiB (more than a
+    pseudo-TTY buffers) are written without blocking, and the last line arrives. Without it
+    the container's systemd blocks on its console (see nspawn._start_nspawn)."""
+    mark = f"console-drain-{time.time_ns()}"
+    script = f"head -c 262144 /dev/zero | tr '\\0' '.' | fold -w 128 > /dev/console; echo {mark} > /dev/console"
+    in_appliance(appliance, "timeout", "30", "sh", "-c", script)
+    for _ in range(20):
+        if mark in appliance.console_log.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{mark} written to /dev/console never reached {appliance.console_log}")
+
+
 def test_smoke_passes(appliance):
     result = smoke(appliance)
     print(result.stdout)
