@@ -69,6 +69,12 @@ class Journal:
         rec.seconds = round(rec.finished_at - (rec.started_at or rec.finished_at), 2)
         self.save()
 
+    def abandon(self, name: str) -> None:
+        """A step left unfinished by a run that stopped at another step's failure."""
+        rec = self.record(name)
+        rec.state, rec.finished_at, rec.seconds = PENDING, None, None
+        self.save()
+
     def begin_run(self, pid: int, command: str) -> None:
         self.run = {"pid": pid, "started_at": time.time(), "command": command}
         self.save()

@@ -30,7 +30,7 @@ def summarize(records: dict[str, StepRecord], *, completed_at: float | None, dow
     failed = [n for n, r in records.items() if r.state == FAILED]
     running = [n for n, r in records.items() if r.state == RUNNING]
     if holder is not None:
-        where = f"step {running[0]}" if running else "starting"
+        where = f"step{'s' if len(running) > 1 else ''} {', '.join(running)}" if running else "starting"
         what = "re-run" if completed_at or "--again" in holder.command else "first boot"
         return f"{what} in progress: {where} ({done}/{total} done), agent {holder.describe()}"
     if running:

@@ -1,4 +1,7 @@
-"""The first-boot steps, in order. Each is idempotent; the journal skips finished ones."""
+"""The first-boot steps, in an order that works one by one. Each is idempotent; the journal
+skips finished ones. A step's ``after`` names what it really waits for, so the daemons that
+start slowly (Open vSwitch and OVN, RabbitMQ, MariaDB then Keystone) start side by side, and
+the API calls after the servers run beside the wait for nova-compute and the agents."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from . import steps_infra as infra
 from . import steps_openstack as openstack
 from .context import AgentContext
 from .netbackend import backend_of
-from .runner import Step
+from .runner import EVERY_EARLIER, Step
 
 
 def first_boot_steps(ctx: AgentContext) -> list[Step]:
@@ -26,32 +29,37 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
         Step("external-network", "external network, host side (bridge, forwarding, NAT)",
              bind(host.external_network)),
-        Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids)),
-        Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb)),
+        Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids),
+             after=("configs",)),
+        Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb), after=("configs",)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),
-        Step("rabbitmq", "epmd on its declared address, RabbitMQ user for OpenStack", bind(infra.rabbitmq)),
-        Step("memcached", "memcached on its declared address", bind(infra.memcached)),
-        Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone)),
+        Step("rabbitmq", "epmd on its declared address, RabbitMQ user for OpenStack", bind(infra.rabbitmq),
+             after=("configs",)),
+        Step("memcached", "memcached on its declared address", bind(infra.memcached), after=("configs",)),
+        Step("keystone", "Keystone schema, keys and bootstrap", bind(openstack.keystone),
+             after=("databases", "memcached")),
         # Before any server starts: nova-conductor and nova-scheduler exit at start-up when
         # their service user cannot authenticate yet.
         Step("identity", "projects, users, roles, services and endpoints", bind(openstack.identity_resources),
              still_done=bind(openstack.catalog_complete)),
-        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations)),
+        Step("migrations", "Glance, Placement, Nova and Neutron schemas", bind(openstack.schema_migrations),
+             after=("databases",)),
         # The servers load (tens of seconds of CPU) while the next steps wait and work.
-        Step("services", "start the OpenStack servers", bind(openstack.start_servers)),
+        Step("services", "start the OpenStack servers", bind(openstack.start_servers), after=EVERY_EARLIER),
         Step("agents", "start nova-compute and the agents once their RPC servers listen",
-             bind(openstack.start_gated)),
-        Step("apis", "wait for every API to answer", bind(openstack.apis_answer)),
+             bind(openstack.start_gated), after=("services",)),
+        Step("apis", "wait for every API to answer", bind(openstack.apis_answer), after=("services",)),
         Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
-        Step("flavors", "flavors", bind(cloud.flavors)),
+        Step("flavors", "flavors", bind(cloud.flavors), after=("apis",)),
         Step("quotas", "the tenant project's quotas, sized from this host", bind(cloud.tenant_quotas)),
         Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
-        Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
+        Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules),
+             after=("apis",)),
         Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
              still_done=bind(cloud.network_exists)),
         Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
         Step("services-up", "wait for services and agents, discover the compute host",
-             bind(openstack.services_report_up)),
+             bind(openstack.services_report_up), after=EVERY_EARLIER),
         *backend.final_steps(ctx),
     ]
