@@ -105,3 +105,35 @@ def test_every_profiles_steps_have_valid_prerequisites(profile):
     # The servers start only after everything before them; cloud ready only after all.
     assert needs["services"] == {s.name for s in steps[:[s.name for s in steps].index("services")]}
     assert needs["services-up"] >= {"agents", "image", "network", "external", "keypair", "quotas"}
+
+
+def _documented_after() -> dict[str, str]:
+    """docs/operations.md's step table: step -> its "after" cell."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = text[text.index("| step | after |"):].split("\n\n")[0].splitlines()[2:]
+    rows = {}
+    for line in table:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def _after_cell(step: Step) -> str:
+    if step.after is None:
+        return ""
+    if step.after == EVERY_EARLIER:
+        return "every step above"
+    return ", ".join(f"`{name}`" for name in step.after)
+
+
+def test_the_operators_step_table_says_what_each_step_waits_for():
+    documented = _documented_after()
+    steps = {}
+    for profile in ("trixie-epoxy", "bookworm-zed"):
+        listed = first_boot_steps(SimpleNamespace(profile=load_profile(profile)))
+        for step in listed:
+            steps.setdefault(step.name, step)
+    assert set(documented) == set(steps)
+    assert {name: _after_cell(step) for name, step in steps.items()} == documented
