@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .context import AgentContext
@@ -85,41 +86,54 @@ def nova_waiting(services: list[tuple[str, str, str, str | None]],
     return waiting
 
 
-def api_waiting(ctx: AgentContext) -> list[str]:
-    """What the APIs say keeps the cloud from serving: Nova services (nova_waiting) and the
-    profile's Neutron agents not alive; [] when nothing. Raises what openstacksdk raises
-    when an API does not answer."""
+@dataclass(frozen=True)
+class ApiReport:
+    """What the APIs say, asked once per `appliance status`: Nova's services as (binary,
+    state, status, updated_at) and Neutron's agents as (binary, alive)."""
+    services: list[tuple[str, str, str, str | None]]
+    agents: list[tuple[str, bool]]
+
+
+def api_report(ctx: AgentContext) -> ApiReport:
+    """Raises what openstacksdk raises when an API does not answer."""
     from .steps_openstack import connect
 
     conn = connect(ctx)
-    services = [(s.binary, s.state, s.status, s.updated_at) for s in conn.compute.services()]
-    waiting = nova_waiting(services, unit_started_at(list(NOVA_SERVICES)))
-    alive = {a.binary for a in conn.network.agents() if a.is_alive}
+    return ApiReport(services=[(s.binary, s.state, s.status, s.updated_at) for s in conn.compute.services()],
+                     agents=[(a.binary, bool(a.is_alive)) for a in conn.network.agents()])
+
+
+def api_waiting(ctx: AgentContext, report: ApiReport) -> list[str]:
+    """What keeps the cloud from serving: Nova services (nova_waiting) and the profile's
+    Neutron agents not alive; [] when nothing."""
+    waiting = nova_waiting(report.services, unit_started_at(list(NOVA_SERVICES)))
+    alive = {binary for binary, is_alive in report.agents if is_alive}
     waiting += [f"{a}: not alive" for a in ctx.profile.network.agents if a not in alive]
     return waiting
 
 
-def api_health(ctx: AgentContext) -> list[str]:
-    """Compute services and network agents as the APIs report them (best effort)."""
-    from .steps_openstack import connect
-
-    try:
-        conn = connect(ctx)
-        lines = [f"  {s.binary:<28} {s.state}, {s.status}, last report {s.updated_at or 'never'} UTC"
-                 for s in conn.compute.services()]
-        lines += [f"  {a.binary:<28} {'up' if a.is_alive else 'down'}" for a in conn.network.agents()]
-        return lines
-    except Exception as exc:
-        return [f"  (APIs not answering: {str(exc).splitlines()[0][:120]})"]
+def api_health(report: ApiReport | Exception) -> list[str]:
+    """Compute services and network agents as the APIs report them, or why they did not."""
+    if isinstance(report, Exception):
+        return [f"  (APIs not answering: {str(report).splitlines()[0][:120] if str(report) else type(report).__name__})"]
+    lines = [f"  {binary:<28} {state}, {status}, last report {updated or 'never'} UTC"
+             for binary, state, status, updated in report.services]
+    return lines + [f"  {binary:<28} {'up' if alive else 'down'}" for binary, alive in report.agents]
 
 
-def ready_summary(ctx: AgentContext) -> str:
+def ready_summary(ctx: AgentContext, report: ApiReport | Exception) -> str:
     """"cloud ready" when the APIs agree (api_waiting), else what they still wait for."""
-    try:
-        waiting = api_waiting(ctx)
-    except Exception as exc:
-        return f"services up, APIs not answering yet ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    if isinstance(report, Exception):
+        return f"services up, APIs not answering yet ({str(report).splitlines()[0][:120] if str(report) else type(report).__name__})"
+    waiting = api_waiting(ctx, report)
     return f"services up, waiting for {'; '.join(waiting)}" if waiting else "cloud ready"
+
+
+def _ask_apis(ctx: AgentContext) -> ApiReport | Exception:
+    try:
+        return api_report(ctx)
+    except Exception as exc:  # reported in the status, not raised: status must always answer
+        return exc
 
 
 def reach_hint(ctx: AgentContext) -> list[str]:
@@ -153,8 +167,9 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
     down = [u for u, state in units.items() if state not in UP_STATES]
     summary = summarize(records, completed_at=journal.completed_at, down=down,
                         holder=current_holder(ctx.paths.lock), last_run=journal.run)
-    if summary == "cloud ready" and ask_api:
-        summary = ready_summary(ctx)
+    report = _ask_apis(ctx) if ask_api and (summary == "cloud ready" or journal.completed_at) else None
+    if summary == "cloud ready" and report is not None:
+        summary = ready_summary(ctx, report)
     print(f"appliance: {summary}")
     if summary == "cloud ready":
         for line in reach_hint(ctx):
@@ -174,9 +189,9 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
     print("\nunits:")
     for unit, state in units.items():
         print(f"  {unit:<28} {state}")
-    if ask_api and journal.completed_at:
+    if report is not None and journal.completed_at:
         print("\nas the APIs report them:")
-        for line in api_health(ctx):
+        for line in api_health(report):
             print(line)
     if journal.completed_at:
         print(f"\nfirst boot completed {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(journal.completed_at))}")

@@ -34,3 +34,28 @@ def listed(**changes):
 ])
 def test_nova_waiting(services, started, expected):
     assert nova_waiting(services, started) == expected
+
+
+def _ctx(agents=("ovn-controller", "neutron-ovn-metadata-agent")):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(profile=SimpleNamespace(network=SimpleNamespace(agents=agents)))
+
+
+@pytest.mark.parametrize("report, expected", [
+    (ConnectionError("Unable to establish connection to http://10.0.0.1:8774"),
+     "services up, APIs not answering yet (Unable to establish connection to http://10.0.0.1:8774)"),
+    ("agent down", "services up, waiting for neutron-ovn-metadata-agent: not alive"),
+    ("all up", "cloud ready"),
+], ids=["APIs not answering", "an agent not alive", "all up"])
+def test_ready_summary_from_one_api_report(monkeypatch, report, expected):
+    from appliance.agent import status
+
+    monkeypatch.setattr(status, "unit_started_at", lambda units: {u: 1000.0 for u in units})
+    if isinstance(report, str):
+        services = [(b, "up", "enabled", "2026-12-05T10:00:00") for b in NOVA_SERVICES]
+        agents = [("ovn-controller", True), ("neutron-ovn-metadata-agent", report == "all up")]
+        report = status.ApiReport(services=services, agents=agents)
+    assert status.ready_summary(_ctx(), report) == expected
+    lines = status.api_health(report)
+    assert lines and (lines[0].startswith("  (APIs not answering") == isinstance(report, Exception))
