@@ -50,7 +50,9 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("agents", "start nova-compute and the agents once their RPC servers listen",
              bind(openstack.start_gated), after=("services",)),
         Step("apis", "wait for every API to answer", bind(openstack.apis_answer), after=("services",)),
-        Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image)),
+        Step("agents-alive", "wait until Neutron reports the network agents alive",
+             bind(openstack.network_agents_alive), after=("agents", "apis")),
+        Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image), after=("apis",)),
         # One API step at a time beside the upload: in a 2-vCPU TCG guest, four steps
         # authenticating at once once found Keystone closing their connections unanswered.
         Step("flavors", "flavors", bind(cloud.flavors), after=("apis",)),
@@ -58,7 +60,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("keypair", "keypair for admin and lxc", bind(cloud.keypairs)),
         Step("security-rules", "ICMP and SSH in the default security groups", bind(cloud.security_rules)),
         Step("network", "tenant network, subnet and router", bind(cloud.tenant_network),
-             still_done=bind(cloud.network_exists)),
+             still_done=bind(cloud.network_exists), after=("security-rules", "agents-alive")),
         Step("external", "external network, its subnet and the router's gateway", bind(cloud.external_network)),
         Step("services-up", "wait for services and agents, discover the compute host",
              bind(openstack.services_report_up), after=EVERY_EARLIER),

@@ -189,6 +189,16 @@ def queues_consumed(ctx: AgentContext, queues: tuple[str, ...]) -> bool:
     return True
 
 
+def network_agents_alive(ctx: AgentContext) -> None:
+    """Wait until Neutron reports every agent of the profile alive. The tenant network is
+    made after this: with Linux bridge, one made while the DHCP agent was still starting
+    was left without DHCP until the dhcp step's recovery (6 minutes on bookworm-zed)."""
+    conn = connect(ctx)
+    wanted = set(ctx.profile.network.agents)
+    wait_for(f"Neutron agents ({', '.join(sorted(wanted))})",
+             lambda: wanted <= {a.binary for a in conn.network.agents() if a.is_alive}, timeout=300, interval=1)
+
+
 def services_report_up(ctx: AgentContext) -> None:
     conn = connect(ctx)
     hostname = ctx.controller

@@ -105,6 +105,7 @@ def test_every_profiles_steps_have_valid_prerequisites(profile):
     # The servers start only after everything before them; cloud ready only after all.
     assert needs["services"] == {s.name for s in steps[:[s.name for s in steps].index("services")]}
     assert needs["services-up"] >= {"agents", "image", "network", "external", "keypair", "quotas"}
+    assert "agents-alive" in needs["network"], "the tenant network is made once the agents are alive"
 
 
 def _documented_after() -> dict[str, str]:
