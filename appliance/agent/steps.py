@@ -50,8 +50,8 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("agents", "start nova-compute and the agents once their RPC servers listen",
              bind(openstack.start_gated), after=("services",)),
         Step("apis", "wait for every API to answer", bind(openstack.apis_answer), after=("services",)),
-        Step("agents-alive", "wait until Neutron reports the network agents alive",
-             bind(openstack.network_agents_alive), after=("agents", "apis")),
+        Step("agents-alive", "wait until Neutron reports alive the agents networks need",
+             lambda: openstack.network_agents_alive(ctx, backend.AGENTS_BEFORE_NETWORKS), after=("agents", "apis")),
         Step("image", "upload the LXC root filesystem image", bind(cloud.upload_image), after=("apis",)),
         # One API step at a time beside the upload: in a 2-vCPU TCG guest, four steps
         # authenticating at once once found Keystone closing their connections unanswered.

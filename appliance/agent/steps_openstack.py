@@ -189,12 +189,14 @@ def queues_consumed(ctx: AgentContext, queues: tuple[str, ...]) -> bool:
     return True
 
 
-def network_agents_alive(ctx: AgentContext) -> None:
-    """Wait until Neutron reports every agent of the profile alive. The tenant network is
-    made after this: with Linux bridge, one made while the DHCP agent was still starting
-    was left without DHCP until the dhcp step's recovery (6 minutes on bookworm-zed)."""
+def network_agents_alive(ctx: AgentContext, needed: tuple[str, ...]) -> None:
+    """Wait until Neutron reports alive the agents the tenant network needs: those of
+    ``needed`` (the backend's AGENTS_BEFORE_NETWORKS: Linux bridge the DHCP agent, OVN none)
+    that the profile runs."""
+    wanted = set(needed) & set(ctx.profile.network.agents)
+    if not wanted:
+        return
     conn = connect(ctx)
-    wanted = set(ctx.profile.network.agents)
     wait_for(f"Neutron agents ({', '.join(sorted(wanted))})",
              lambda: wanted <= {a.binary for a in conn.network.agents() if a.is_alive}, timeout=300, interval=1)
 

@@ -8,7 +8,9 @@ functions, so the first-boot agent never asks which one it has:
 * ``host_bridge(facts) -> external.HostBridge``: how the external network's bridge is made;
 * ``chassis_steps(ctx) -> list[Step]``: run after the configuration files are written and
   before the external network's host side (which may need the switch running);
-* ``final_steps(ctx) -> list[Step]``: run last, once services and agents report up.
+* ``final_steps(ctx) -> list[Step]``: run last, once services and agents report up;
+* ``AGENTS_BEFORE_NETWORKS``: the Neutron agents that must report alive before the tenant
+  network is made (the ``agents-alive`` step waits for those of them the profile runs).
 """
 
 from __future__ import annotations

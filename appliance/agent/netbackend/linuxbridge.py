@@ -11,6 +11,10 @@ from ..runner import Step
 from ..steps_openstack import connect
 from ..system import log
 
+# A network made while the DHCP agent was still starting was left without DHCP until the
+# dhcp step's recovery (6 minutes on bookworm-zed).
+AGENTS_BEFORE_NETWORKS = ("neutron-dhcp-agent",)
+
 
 def choose_datapath() -> str:
     return ""

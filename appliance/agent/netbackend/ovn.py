@@ -31,6 +31,10 @@ CENTRAL_UNITS = ["ovn-ovsdb-server-nb", "ovn-ovsdb-server-sb", "ovn-northd", "ov
 CONTROLLER_UNITS = ["ovn-controller", "ovn-host"]
 
 
+# OVN's northd serves DHCP from the databases: a network needs no agent to exist first.
+AGENTS_BEFORE_NETWORKS: tuple[str, ...] = ()
+
+
 def choose_datapath(module: Path = MODULE, modprobe=lambda: subprocess.run(
         ["modprobe", "openvswitch"], capture_output=True).returncode == 0) -> str:
     """"system" where the kernel's openvswitch module is loaded or loads (a VM, a server),
