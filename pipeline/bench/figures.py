@@ -13,6 +13,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Targets on this kind of machine (2 cores; issue 26: the current release on OVN); a
+# figure over its target is reported as missed. Bench both profiles with one checkout so
+# their rows compare.
+TARGETS = {
+    "boot → cloud ready": 45,
+    "create → ACTIVE, first (image not cached)": 8,
+    "create → ACTIVE, cached image": 3,
+    "ACTIVE → SSH banner": 5,
+    "burst: all ACTIVE": 60,
+    "burst: failed instances": 0,
+    "idle memory, PSS summed": 2252.8,  # 2.2 GiB
+    "idle memory, RSS summed": 3072,
+    "cold build / plain DIB build": 4,
+    "VM: boot → cloud ready": 480,  # a 2-vCPU TCG guest's first boot
+    "VM: OOM kills": 0,
+}
+
 
 @dataclass
 class Figure:
