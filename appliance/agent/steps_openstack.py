@@ -189,6 +189,11 @@ def queues_consumed(ctx: AgentContext, queues: tuple[str, ...]) -> bool:
     return True
 
 
+def alive_agents(conn) -> set[str]:
+    """The binaries of the Neutron agents the API reports alive."""
+    return {a.binary for a in conn.network.agents() if a.is_alive}
+
+
 def network_agents_alive(ctx: AgentContext, needed: tuple[str, ...]) -> None:
     """Wait until Neutron reports alive the agents the tenant network needs: those of
     ``needed`` (the backend's AGENTS_BEFORE_NETWORKS: Linux bridge the DHCP agent, OVN none)
@@ -198,7 +203,7 @@ def network_agents_alive(ctx: AgentContext, needed: tuple[str, ...]) -> None:
         return
     conn = connect(ctx)
     wait_for(f"Neutron agents ({', '.join(sorted(wanted))})",
-             lambda: wanted <= {a.binary for a in conn.network.agents() if a.is_alive}, timeout=300, interval=1)
+             lambda: wanted <= alive_agents(conn), timeout=300, interval=1)
 
 
 def services_report_up(ctx: AgentContext) -> None:
@@ -211,12 +216,9 @@ def services_report_up(ctx: AgentContext) -> None:
         up = {s.binary for s in conn.compute.services() if s.state == "up" and s.status == "enabled"}
         return wanted_compute <= up
 
-    def agents_alive() -> bool:
-        alive = {a.binary for a in conn.network.agents() if a.is_alive}
-        return wanted_agents <= alive
-
     wait_for("Nova services (conductor, scheduler, compute)", compute_up, timeout=300, interval=2)
-    wait_for(f"Neutron agents ({', '.join(sorted(wanted_agents))})", agents_alive, timeout=300, interval=2)
+    wait_for(f"Neutron agents ({', '.join(sorted(wanted_agents))})", lambda: wanted_agents <= alive_agents(conn),
+             timeout=300, interval=2)
     run(["nova-manage", "cell_v2", "discover_hosts", "--verbose"], user="nova")
 
     def hypervisor_known() -> bool:
