@@ -112,10 +112,15 @@ def api_waiting(ctx: AgentContext, report: ApiReport) -> list[str]:
     return waiting
 
 
+def _reason(exc: Exception) -> str:
+    """An exception's first line (at most 120 characters), or its type when it has no text."""
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
 def api_health(report: ApiReport | Exception) -> list[str]:
     """Compute services and network agents as the APIs report them, or why they did not."""
     if isinstance(report, Exception):
-        return [f"  (APIs not answering: {str(report).splitlines()[0][:120] if str(report) else type(report).__name__})"]
+        return [f"  (APIs not answering: {_reason(report)})"]
     lines = [f"  {binary:<28} {state}, {status}, last report {updated or 'never'} UTC"
              for binary, state, status, updated in report.services]
     return lines + [f"  {binary:<28} {'up' if alive else 'down'}" for binary, alive in report.agents]
@@ -124,7 +129,7 @@ def api_health(report: ApiReport | Exception) -> list[str]:
 def ready_summary(ctx: AgentContext, report: ApiReport | Exception) -> str:
     """"cloud ready" when the APIs agree (api_waiting), else what they still wait for."""
     if isinstance(report, Exception):
-        return f"services up, APIs not answering yet ({str(report).splitlines()[0][:120] if str(report) else type(report).__name__})"
+        return f"services up, APIs not answering yet ({_reason(report)})"
     waiting = api_waiting(ctx, report)
     return f"services up, waiting for {'; '.join(waiting)}" if waiting else "cloud ready"
 
