@@ -32,6 +32,7 @@ def secret_names(profile: Profile) -> list[str]:
             names.append(f"{svc.db_user}_db_password")
         if svc.service_user:
             names.append(f"{svc.service_user}_password")
+        names.extend(svc.secrets)
     return list(dict.fromkeys(names))
 
 

@@ -12,13 +12,17 @@ plus the templates that truly differ.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .profile_delta import FILE_KEYS, resolve_profile_file
 from .schema import from_mapping
+
+if TYPE_CHECKING:
+    from .site import SiteConfig
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,12 @@ class Service:
     endpoint: Endpoint | None = None
     ports: tuple[Port, ...] = ()
     files: tuple[ConfigFile, ...] = ()
+    # A site config section with an ``enabled`` flag (``dashboard``) that turns this service
+    # off on one appliance: installed in the image, but no file rendered, no unit started.
+    switch: str = ""
+    # Names of secrets this service needs beyond database and Keystone passwords, generated
+    # per appliance like every other (appliance.credentials).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,15 @@ class Profile:
     def endpoints(self) -> list[Endpoint]:
         return [svc.endpoint for svc in self.services if svc.endpoint]
 
+    def active(self, site: "SiteConfig") -> "Profile":
+        """This profile without the services the site switches off (a service's ``switch``
+        names a site section whose ``enabled`` is false): what one appliance runs, renders,
+        starts and checks."""
+        off = [svc for svc in self.services if svc.switch and not site.switched_on(svc.switch)]
+        if not off:
+            return self
+        return dataclasses.replace(self, services=tuple(svc for svc in self.services if svc not in off))
+
 
 def load_profile_file(path: Path) -> Profile:
     """Read and check one profile file, its base profiles applied; ConfigError names the file
@@ -231,7 +250,7 @@ def parse_profile(data: dict, source: str) -> Profile:
 def _check_profile(profile: Profile, source: str) -> None:
     from .site import SiteConfig
 
-    from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
+    defaults = from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
     names = [svc.name for svc in profile.services]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -251,6 +270,12 @@ def _check_profile(profile: Profile, source: str) -> None:
                 cfg.mode_bits
             except ValueError:
                 raise ConfigError(source, f"{where}.mode", f"expected an octal mode like '0640', got {cfg.mode!r}") from None
+        if svc.switch:
+            try:
+                defaults.switched_on(svc.switch)
+            except KeyError:
+                raise ConfigError(source, f"services[{i}].switch",
+                                  f"expected a site config section with an enabled flag, got {svc.switch!r}") from None
         for j, port in enumerate(svc.ports):
             if port.bind not in ("management", "any", "loopback"):
                 raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")

@@ -84,6 +84,13 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Dashboard:
+    """The web dashboard (Horizon over HTTPS on the management address); on by default."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     hostname: str | None = None  # default: detected on the appliance
     management_interface: str | None = None  # default: the interface of the default route
@@ -106,6 +113,15 @@ class SiteConfig:
     root_authorized_keys: tuple[str, ...] = ()
     secrets: dict[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    dashboard: Dashboard = field(default_factory=Dashboard)
+
+    def switched_on(self, switch: str) -> bool:
+        """Whether the site section ``switch`` (a profile service's ``switch``, such as
+        ``dashboard``) is enabled; a name that is no such section is a KeyError."""
+        section = getattr(self, switch, None)
+        if not isinstance(getattr(section, "enabled", None), bool):
+            raise KeyError(switch)
+        return section.enabled
 
     def gateway(self) -> str:
         if self.network.gateway:

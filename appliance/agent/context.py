@@ -84,6 +84,11 @@ class AgentContext:
         return self._site
 
     @property
+    def active_profile(self) -> Profile:
+        """The profile without the services the site switches off (``Profile.active``)."""
+        return self.profile.active(self.site)
+
+    @property
     def facts(self) -> HostFacts:
         facts = load_facts(self.paths.facts)
         if facts is None:
