@@ -63,6 +63,12 @@ def migrate(profile: Profile, configs: dict[str, list[str]], run_as: Callable[[s
     manage("keystone", "keystone-manage", "db_sync")
     if profile.has_service("glance"):
         manage("glance", "glance-manage", "db_sync")
+        metadefs = profile.settings.get("glance_metadefs")
+        if metadefs:
+            # Glance's metadata definitions (what Horizon's "Update Metadata" dialogs offer):
+            # the same rows on every appliance. Namespaces already loaded are skipped (glance
+            # db/sqlalchemy/metadata.py), so running it again changes nothing.
+            manage("glance", "glance-manage", "db", "load_metadefs", "--path", metadefs)
     if profile.has_service("placement"):
         manage("placement", "placement-manage", "db", "sync")
     manage("nova", "nova-manage", "api_db", "sync")

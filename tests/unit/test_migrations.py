@@ -23,8 +23,12 @@ class Recorder:
 def test_zed_plan_order_users_and_config_files():
     runner = Recorder()
     migrations.migrate(load_profile("bookworm-zed"), migrations.APPLIANCE_CONFIGS, run_as=lambda s: s, runner=runner)
-    assert [cmd[0] for _, cmd in runner.calls] == ["keystone-manage", "glance-manage", "placement-manage", "nova-manage",
-                                     "nova-manage", "nova-manage", "nova-manage", "nova-manage", "neutron-db-manage"]
+    assert [cmd[0] for _, cmd in runner.calls] == ["keystone-manage", "glance-manage", "glance-manage", "placement-manage",
+                                                   "nova-manage", "nova-manage", "nova-manage", "nova-manage", "nova-manage",
+                                                   "neutron-db-manage"]
+    # Glance's metadata definitions, as glance-common installs them, right after its schema.
+    assert runner.calls[2] == ("glance", ["glance-manage", "--config-file", "/etc/glance/glance-api.conf", "db",
+                                          "load_metadefs", "--path", "/usr/share/glance-common/metadefs"])
     assert {user for user, _ in runner.calls} == {"keystone", "glance", "placement", "nova", "neutron"}
     neutron = runner.calls[-1][1]
     assert neutron == ["neutron-db-manage", "--config-file", "/etc/neutron/neutron.conf",
