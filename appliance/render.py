@@ -18,6 +18,7 @@ from .errors import ApplianceError
 from .files import atomic_write
 from .profiles import ConfigFile, Profile
 from .site import SiteConfig
+from .tls import TlsPaths
 
 REPO_OVERLAYS = Path(__file__).resolve().parent.parent / "overlays"
 INSTALLED_OVERLAYS = Path("/usr/share/appliance/overlays")
@@ -127,6 +128,8 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}",
         "rabbitmq_password_hash": rabbitmq_password_hash,
         "database_url": database_url,
+        # Where the dashboard's CA and certificate live (made at first boot, not rendered).
+        "tls": TlsPaths(),
     }
 
 
@@ -146,7 +149,8 @@ def render_files(profile: Profile, site: SiteConfig, host: HostFacts, secrets: d
     env = _environment(templates or overlay_dir())
     context = template_context(profile, site, host, secrets)
     rendered = []
-    for spec in profile.files():
+    # Only the services this site runs: a switched-off service writes nothing.
+    for spec in profile.active(site).files():
         try:
             content = env.get_template(spec.template).render(context, file=spec.vars)
         except jinja2.TemplateNotFound:

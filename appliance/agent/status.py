@@ -6,11 +6,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from ..errors import ApplianceError, ConfigError
+from ..profiles import Profile
 from .context import AgentContext
 from .facts import load_facts
 from .journal import DONE, FAILED, PENDING, RUNNING, Journal, StepRecord
 from .lock import Holder, current_holder
 from .steps import first_boot_steps
+from .steps_dashboard import dashboard_hint
 from .system import LOG_PATH, UP_STATES, unit_started_at, unit_states
 
 # Nova's own services: each is a systemd unit of the same name.
@@ -159,6 +162,24 @@ def reach_hint(ctx: AgentContext) -> list[str]:
             f"             ssh -i {key} {user}@FLOATING_IP"]
 
 
+def _dashboard_lines(ctx: AgentContext) -> list[str]:
+    """The dashboard's address and CA once first boot made them; nothing before (no facts
+    yet) or with a site config that cannot be read."""
+    try:
+        return dashboard_hint(ctx)
+    except (ApplianceError, OSError, ValueError):  # ValueError: a CA file that is not PEM
+        return []
+
+
+def _profile_run(ctx: AgentContext) -> Profile:
+    """The services this appliance runs; all of the profile's while the site config cannot be
+    read (status still shows something then)."""
+    try:
+        return ctx.active_profile
+    except ConfigError:
+        return ctx.profile
+
+
 def network_detail(ctx: AgentContext) -> str:
     """", Open vSwitch datapath D" once first boot chose one; "" otherwise."""
     facts = load_facts(ctx.paths.facts)
@@ -168,7 +189,7 @@ def network_detail(ctx: AgentContext) -> str:
 def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: bool) -> int:
     steps = first_boot_steps(ctx)
     records = {s.name: journal.record(s.name) for s in steps}
-    units = unit_states(ctx.profile.units())
+    units = unit_states(_profile_run(ctx).units())
     down = [u for u, state in units.items() if state not in UP_STATES]
     summary = summarize(records, completed_at=journal.completed_at, down=down,
                         holder=current_holder(ctx.paths.lock), last_run=journal.run)
@@ -179,6 +200,8 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
     if summary == "cloud ready":
         for line in reach_hint(ctx):
             print(line)
+    for line in _dashboard_lines(ctx):
+        print(line)
     if brief:
         return 0 if summary == "cloud ready" else 1
     print(f"\nnetwork: ML2/{ctx.profile.network.backend}{network_detail(ctx)}")

@@ -6,6 +6,7 @@ the API calls after the servers run beside the wait for nova-compute and the age
 from __future__ import annotations
 
 from . import steps_cloud as cloud
+from . import steps_dashboard as dashboard
 from . import steps_host as host
 from . import steps_infra as infra
 from . import steps_openstack as openstack
@@ -24,6 +25,9 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
              still_done=lambda: ctx.paths.facts.exists()),
         Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
              still_done=lambda: ctx.paths.secrets.exists()),
+        # Before Apache first starts (with the servers): it refuses to start without them.
+        Step("certificates", "the dashboard's CA and HTTPS certificate", bind(dashboard.certificates),
+             still_done=bind(dashboard.certificates_done)),
         Step("configs", "render the configuration files", bind(host.write_configs)),
         *backend.chassis_steps(ctx),
         # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import migrations
 from .context import AgentContext
+from .steps_dashboard import keep_switched_off
 from .steps_infra import amqp_connection
 from .system import enable_and_start, http_answers, run, stretched, wait_for
 
@@ -139,7 +140,8 @@ INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "clien
 
 
 def _openstack_units(ctx: AgentContext) -> list[str]:
-    return [u for svc in ctx.profile.services if svc.name not in INFRA_SERVICES for u in svc.units]
+    """Units of the services this site runs (a switched-off dashboard's are not started)."""
+    return [u for svc in ctx.active_profile.services if svc.name not in INFRA_SERVICES for u in svc.units]
 
 
 def _gated(ctx: AgentContext) -> set[str]:
@@ -148,6 +150,7 @@ def _gated(ctx: AgentContext) -> set[str]:
 
 def start_servers(ctx: AgentContext) -> None:
     """Every OpenStack unit but the gated ones; they load while the next steps run."""
+    keep_switched_off(ctx)
     gated = _gated(ctx)
     enable_and_start([u for u in _openstack_units(ctx) if u not in gated])
 

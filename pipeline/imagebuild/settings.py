@@ -31,6 +31,7 @@ SERVICE_ELEMENTS: dict[str, str] = {
     "nova": "appliance-nova",
     "neutron": "appliance-neutron",
     "ovn": "appliance-ovn",
+    "dashboard": "appliance-dashboard",
     "client": "appliance-openstack-client",
 }
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from appliance import credentials
 from appliance.errors import ApplianceError, ConfigError
 from appliance.profiles import parse_profile
 from appliance.render import REPO_OVERLAYS
@@ -89,6 +90,7 @@ def test_gated_units_are_started_after_the_rest(monkeypatch):
 
     class Ctx:
         profile = load_profile("bookworm-zed")
+        active_profile = profile
 
     started, waited = [], []
     monkeypatch.setattr(steps_openstack, "enable_and_start", lambda units: started.append(list(units)))
@@ -97,8 +99,44 @@ def test_gated_units_are_started_after_the_rest(monkeypatch):
     steps_openstack.start_gated(Ctx())
     servers, gated = started
     assert "neutron-rpc-server" in servers and "nova-conductor" in servers and "nova-compute" not in servers
+    assert "apache2" in servers
     assert set(gated) == set(Ctx.profile.rpc_gate.units)
     assert waited == ["RPC servers consuming q-plugin, q-l3-plugin, q-reports-plugin, conductor"]
+
+
+@pytest.mark.parametrize("name", ["bookworm-zed", "trixie-epoxy"])
+def test_a_site_that_turns_the_dashboard_off_runs_renders_and_starts_none_of_it(tmp_path, monkeypatch, name):
+    from appliance.agent import steps_dashboard, steps_openstack
+    from appliance.render import HostFacts, render_files
+    from appliance.sitefile import load_site
+
+    profile = load_profile(name)
+    site_file = tmp_path / "appliance.yaml"
+    site_file.write_text("dashboard: {enabled: false}\n")
+    site = load_site(site_file, profile)
+    active = profile.active(site)
+    assert not active.has_service("dashboard") and profile.active(load_site(None, profile)) is profile
+    assert "apache2" not in active.units() and 443 not in {p.port for s in active.services for p in s.ports}
+    secrets = {n: "x" * 16 for n in credentials.secret_names(profile)}
+    paths = {f.spec.path for f in render_files(profile, site, HostFacts.from_site(site), secrets)}
+    assert not any(p.startswith(("/etc/openstack-dashboard", "/etc/apache2")) for p in paths), paths
+
+    class Ctx:
+        active_profile = active
+
+    Ctx.profile = profile
+    calls = []
+    monkeypatch.setattr(steps_openstack, "enable_and_start", lambda units: calls.append(("start", list(units))))
+    monkeypatch.setattr(steps_dashboard, "systemctl", lambda *args, **kw: calls.append(args))
+    steps_openstack.start_servers(Ctx())
+    assert calls[0] == ("mask", "--now", "apache2") and "apache2" not in calls[1][1]
+
+
+def test_a_switch_that_names_no_site_section_is_refused():
+    data = _zed_data()
+    next(s for s in data["services"] if s["name"] == "dashboard")["switch"] = "region"
+    with pytest.raises(ConfigError, match=r"test\.yaml: services\[\d+\]\.switch: expected a site config section"):
+        parse_profile(data, "test.yaml")
 
 
 def test_site_defaults_set_the_guest_image_name_and_a_site_file_wins(tmp_path):

@@ -209,7 +209,8 @@ def test_listeners_render_at_their_declared_scope(zed):
     clients = [path for path, item in zed.items() if "11211" in item.content and path != "/etc/memcached.conf"]
     assert clients, "no memcached client found"
     for path in clients:
-        servers = re.findall(r"^memcache[d]?_servers = (.*)$", zed[path].content, re.M)
+        # oslo.cache and keystonemiddleware options, or Django's cache LOCATION (Horizon).
+        servers = re.findall(r'^(?:memcache[d]?_servers = |\s*"LOCATION": ")([^"\n]*)', zed[path].content, re.M)
         assert servers and set(servers) == {"127.0.0.1:11211"}, (path, servers)
     env = zed["/etc/rabbitmq/rabbitmq-env.conf"].content
     assert "NODE_IP_ADDRESS=192.0.2.10" in env

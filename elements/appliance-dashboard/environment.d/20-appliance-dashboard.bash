@@ -1,0 +1,1 @@
+export APPLIANCE_SERVICES="${APPLIANCE_SERVICES:-} dashboard"
