@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from appliance.agent.context import Paths
+from appliance.agent.steps_dashboard import DASHBOARD_SERVICE
 from appliance.profiles import Profile, parse_profile
+from appliance.schema import from_mapping
+from appliance.site import SiteConfig
+from appliance.tls import TlsPaths
 
 from .report import Report
 
@@ -15,12 +20,48 @@ PROFILE_PATH = str(Paths().profile)
 JOURNAL_PATH = str(Paths().journal)
 FACTS_PATH = str(Paths().facts)
 SECRETS_PATH = str(Paths().secrets)
+SITE_PATH = str(Paths().site)
 
 
 def appliance_profile(host) -> Profile:
+    """The profile the appliance was built with, less the services its site config turns
+    off (the agent validated that file at first boot; only its values are read here)."""
     import yaml
 
-    return parse_profile(yaml.safe_load(host.file(PROFILE_PATH).content_string), PROFILE_PATH)
+    profile = parse_profile(yaml.safe_load(host.file(PROFILE_PATH).content_string), PROFILE_PATH)
+    site_file = host.file(SITE_PATH)
+    given = (yaml.safe_load(site_file.content_string) or {}) if site_file.exists else {}
+    return profile.active(from_mapping(SiteConfig, {**profile.site_defaults, **given}, SITE_PATH))
+
+
+# Run on the appliance: the login page through the management address, trusting only the
+# appliance's CA (the certificate must name that address), and plain HTTP's redirect.
+# Prints "<status> <http status> <Location>".
+DASHBOARD_PROBE = r"""
+import http.client, ssl, sys
+address, webroot, ca = sys.argv[1:4]
+tls = http.client.HTTPSConnection(address, 443, timeout=300, context=ssl.create_default_context(cafile=ca))
+tls.request("GET", webroot + "auth/login/")
+page = tls.getresponse()
+body = page.read().decode("utf-8", "replace")
+plain = http.client.HTTPConnection(address, 80, timeout=300)
+plain.request("GET", webroot)
+redirect = plain.getresponse()
+print(page.status, "password" in body, redirect.status, redirect.getheader("Location"))
+"""
+
+
+def dashboard_login_page(host, profile: Profile, management_ip: str) -> str:
+    """The dashboard's login page answers 200 over HTTPS verified with the appliance's CA,
+    and HTTP on the same address redirects to HTTPS."""
+    webroot = profile.settings.get("dashboard_webroot", "/")
+    result = host.run(f"python3 -c {shlex.quote(DASHBOARD_PROBE)} {management_ip} {webroot} {TlsPaths().ca_cert}")
+    assert result.rc == 0, (result.stderr.strip().splitlines() or ["no output"])[-1]
+    status, form, redirect, location = result.stdout.split()
+    assert (status, form) == ("200", "True"), f"login page: HTTP {status}, password field {form}"
+    assert redirect in ("301", "302") and location == f"https://{management_ip}{webroot}", \
+        f"plain HTTP answered {redirect} {location}"
+    return f"https://{management_ip}{webroot}auth/login/ 200, http → {location}"
 
 
 def listening(host) -> list[tuple[str, int]]:
@@ -221,4 +262,7 @@ def run_host_checks(host, report: Report) -> Profile | None:
     report.check("RabbitMQ's one-off Erlang nodes on loopback only",
                  lambda: rabbitmq_one_off_nodes_on_loopback(host))
     report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))
+    if profile.has_service(DASHBOARD_SERVICE):
+        report.check("dashboard login page over HTTPS with the appliance's CA; HTTP redirects",
+                     lambda: dashboard_login_page(host, profile, facts["management_ip"]))
     return profile
