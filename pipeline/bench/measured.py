@@ -31,3 +31,24 @@ def measure(target, *args: str, timeout: float = 1800) -> list[dict]:
     """``target``: a pipeline.harness.target.BootTarget that is running."""
     result = target.run(["python3", "-m", "appliance", "measure", *args], timeout=timeout)
     return parse(result, args, target.kind)
+
+
+def memory_with_units_stopped(target, units: list[str], *, settle_s: float, timeout: float = 1800) -> dict:
+    """The appliance's idle memory (``appliance measure memory``) with ``units`` stopped for
+    ``settle_s`` seconds, then started again: what the appliance costs without them (the
+    dashboard's Apache and WSGI process). Errors: ApplianceError as ``measure``'s, and when a
+    unit does not stop or start again (systemctl's exit code and stderr)."""
+    import time
+
+    def systemctl(verb: str) -> None:
+        result = target.run(["systemctl", verb, *units], timeout=300)
+        if result.returncode != 0:
+            raise ApplianceError(f"systemctl {verb} {' '.join(units)} failed in the {target.kind} "
+                                 f"(exit {result.returncode}): {result.stderr.strip()[-300:]}")
+
+    systemctl("stop")
+    try:
+        time.sleep(settle_s)
+        return measure(target, "memory", timeout=timeout)[0]
+    finally:
+        systemctl("start")

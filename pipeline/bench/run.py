@@ -11,13 +11,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from appliance.agent.steps_dashboard import DASHBOARD_SERVICE
 from appliance.errors import ApplianceError
 
 from ..harness import local
 from ..harness.target import ContainerTarget
 from ..imagebuild.driver import git_revision
+from ..profiles import load_profile
 from .figures import TARGETS, Figures, record, table, write_record
-from .measured import measure
+from .measured import measure, memory_with_units_stopped
+
+# How long the appliance idles with the dashboard stopped before its memory is measured:
+# Apache's processes are gone at once; the rest of the appliance is already idle.
+DASHBOARD_SETTLE_S = 10
 
 
 class Bench:
@@ -58,12 +64,23 @@ class Bench:
             self.event(f"boot {index}: idle RSS {idle['rss_mib']:.0f} MiB, PSS {idle['pss_mib']:.0f} MiB, "
                        f"{idle['processes']} processes; largest: "
                        + ", ".join(f"{n} {m} MiB×{c}" for n, m, c in idle["top"][:8]))
+            self.dashboard_off(target, index)
             if creates:
                 self.instances(target, index, creates)
             if burst:
                 self.burst(target, index, burst)
         finally:
             local.stop(self.profile, say=lambda line: None)
+
+    def dashboard_off(self, target, index: int, prefix: str = "") -> None:
+        """Idle PSS once more with the dashboard's units stopped (the figure above is with it
+        on); skipped where the profile has no dashboard."""
+        profile = load_profile(self.profile)
+        if not profile.has_service(DASHBOARD_SERVICE):
+            return
+        off = memory_with_units_stopped(target, list(profile.service(DASHBOARD_SERVICE).units), settle_s=DASHBOARD_SETTLE_S)
+        self.add(f"{prefix}idle memory, PSS summed, dashboard off", off["pss_mib"], "MiB")
+        self.event(f"{prefix}boot {index}: dashboard off: idle PSS {off['pss_mib']:.0f} MiB")
 
     def instances(self, target: ContainerTarget, index: int, creates: int) -> None:
         for item in measure(target, "instances", str(creates)):

@@ -63,6 +63,7 @@ def one_vm_boot(bench, index: int, *, burst: int, settle_s: float, memory_mb: in
         bench.add("VM: idle memory, PSS summed", idle["pss_mib"], "MiB")
         bench.add("VM: idle memory, RSS summed", idle["rss_mib"], "MiB")
         bench.add("VM: MemAvailable, idle", mem_available_mib(state), "MiB")
+        bench.dashboard_off(target, index, prefix="VM: ")
         if burst:
             # Ten spawns under TCG each copy and uid-shift a root file system: minutes, not seconds.
             wait = burst_wait_s(state)
