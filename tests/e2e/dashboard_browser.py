@@ -13,8 +13,9 @@ certificate (the lxc user's password comes in the environment, never on a comman
 which a throw-away NSS database of this run trusts (Chromium on Linux reads
 $HOME/.pki/nssdb): the certificate is checked, not ignored. Progress goes to stdout as JSON
 lines; `launch` prints {"floating_ip": ...} once the address is associated and waits for a
-line on stdin (the caller's SSH check) before it deletes the instance and logs out. On a
-failure the page's screenshot and source are kept under ARTIFACTS, and the exit code is 1.
+line on stdin (the caller's SSH check) before it deletes the instance and logs out; it keeps
+screenshots of the instance list with the instance Active and of its console log under
+ARTIFACTS. On a failure the page's screenshot and source are kept there, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -145,8 +146,8 @@ def row_action(driver, action: str) -> None:
     row.find_element(By.CSS_SELECTOR, f"[id$='__action_{action}']").click()
 
 
-def launch(driver, url: str, password: str, image: str, flavor: str, network: str, keypair: str,
-           external: str) -> None:
+def launch(driver, url: str, password: str, artifacts: Path, image: str, flavor: str, network: str,
+           keypair: str, external: str) -> None:
     log_in(driver, url, "lxc", password)
     until("the project overview", lambda: "/auth/login/" not in driver.current_url, PAGE_WITHIN)
     say(step="logged in", url=driver.current_url)
@@ -174,6 +175,7 @@ def launch(driver, url: str, password: str, image: str, flavor: str, network: st
                for a in instance_row(driver).find_elements(By.CSS_SELECTOR, "[id*='__action_']")}
     assert "delete" in actions and not actions & REFUSED_ACTIONS, f"the instance row offers {sorted(actions)}"
     say(step="row actions", offered=sorted(actions))
+    screenshot(driver, artifacts, "launch-active")
 
     driver.get(url + "project/floating_ips/")
     driver.find_element(By.ID, "floating_ips__action_allocate").click()
@@ -195,6 +197,7 @@ def launch(driver, url: str, password: str, image: str, flavor: str, network: st
     until("the console log", lambda: len(driver.find_element(By.CSS_SELECTOR, "pre.logs").text.strip()) > 0,
           PAGE_WITHIN, interval=5)
     say(step="console log shown")
+    screenshot(driver, artifacts, "launch-console-log")
     say(floating_ip=address)
     answer = sys.stdin.readline().strip()
     assert answer == "continue", f"the caller said {answer!r}"
@@ -240,6 +243,13 @@ def url_path(url: str) -> str:
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
 
 
+def screenshot(driver, artifacts: Path, name: str) -> None:
+    """A passing run's evidence: the page as the browser shows it, as artifacts/NAME.png."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(artifacts / f"{name}.png"))
+    say(screenshot=str(artifacts / f"{name}.png"))
+
+
 def keep_evidence(driver, artifacts: Path, scenario: str) -> None:
     artifacts.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -264,7 +274,7 @@ def main(argv: list[str]) -> int:
             elif scenario == "roles":
                 roles(driver, url, password, os.environ["DASHBOARD_ADMIN_PASSWORD"])
             else:
-                launch(driver, url, password, *rest)
+                launch(driver, url, password, Path(artifacts), *rest)
             return 0
         except Exception as exc:  # any failure: keep what the browser showed, then say why
             keep_evidence(driver, Path(artifacts), scenario)

@@ -1,8 +1,9 @@
 """The dashboard in a real browser (tests/e2e/dashboard_browser.py: Debian's headless Chromium
 and chromedriver, driven by Selenium) from the harness's own network namespace, against the
 session's appliance: HTTPS with the appliance's CA, a wrong password refused, and an instance
-launched, reached, deleted through the forms. Screenshots and page sources of a failure are
-kept under artifacts/dashboard/."""
+launched, reached, deleted through the forms. A passing run keeps screenshots of the instance
+Active and of its console log, a failure the screenshot and page source, under
+artifacts/dashboard/."""
 
 import json
 import os
