@@ -287,6 +287,9 @@ def stop(state_dir: Path, *, say=print) -> None:
     ApplianceError naming what could not be released."""
     state = BootState.load(state_dir)
     if state is None:
+        # A run killed between mounting and writing its state file leaves mounts nobody
+        # would otherwise release; the next boot of this name would stack on them.
+        release_mounts_under(state_dir, say=say)
         return
     if power_off(state) is None:
         os.killpg(state.nspawn_pid, signal.SIGKILL)
@@ -301,6 +304,7 @@ def stop(state_dir: Path, *, say=print) -> None:
                 subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
     if state.loop_device:
         subprocess.run(["losetup", "-d", state.loop_device], capture_output=True)
+    release_mounts_under(state_dir, say=say)
     # Detaching is asynchronous while the last user goes away: wait until it is done, so
     # that "stopped" means the host has its loop devices back.
     leftovers = _wait_loops_released(state, timeout=30)
@@ -312,6 +316,41 @@ def stop(state_dir: Path, *, say=print) -> None:
         raise ApplianceError(f"{state.name} stopped, but loop devices are still attached: {', '.join(leftovers)} "
                              "(a process in another mount namespace holds the image; see `losetup -l`)")
     say(f"[boot] {state.name} stopped; loop devices, mounts and namespace released")
+
+
+def mounts_under(directory: Path, proc_mounts: str) -> list[tuple[str, str]]:
+    """(source, mountpoint) of every mount at or below ``directory`` in the text of
+    /proc/mounts, deepest first so that each can be unmounted in turn. /proc/mounts writes
+    a space, tab, newline or backslash in a path as an octal escape (proc(5))."""
+    root = str(directory).rstrip("/")
+    found = []
+    for line in proc_mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        source, mountpoint = (_unescape_mount_field(f) for f in fields[:2])
+        if mountpoint == root or mountpoint.startswith(root + "/"):
+            found.append((source, mountpoint))
+    return sorted(found, key=lambda m: m[1].count("/"), reverse=True)
+
+
+def _unescape_mount_field(field: str) -> str:
+    for escape, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escape, char)
+    return field
+
+
+def release_mounts_under(state_dir: Path, *, say=print) -> None:
+    """Unmount whatever is still mounted under ``state_dir`` and detach the loop devices
+    those mounts were on."""
+    with open("/proc/mounts") as f:
+        leftovers = mounts_under(state_dir, f.read())
+    for source, mountpoint in leftovers:
+        if subprocess.run(["umount", mountpoint], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True)
+        if source.startswith("/dev/loop"):
+            subprocess.run(["losetup", "-d", source], capture_output=True)
+        say(f"[boot] released {mountpoint}, which was still mounted")
 
 
 def _reap(pid: int) -> None:
