@@ -199,8 +199,8 @@ def alive_agents(conn) -> set[str]:
 
 def network_agents_alive(ctx: AgentContext, needed: tuple[str, ...]) -> None:
     """Wait until Neutron reports alive the agents the tenant network needs: those of
-    ``needed`` (the backend's AGENTS_BEFORE_NETWORKS: Linux bridge the DHCP agent, OVN none)
-    that the profile runs."""
+    ``needed`` that the profile runs (the backend's AGENTS_BEFORE_NETWORKS: with Linux
+    bridge its own agent and the DHCP agent, with OVN none)."""
     wanted = set(needed) & set(ctx.profile.network.agents)
     if not wanted:
         return

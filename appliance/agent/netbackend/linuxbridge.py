@@ -11,9 +11,13 @@ from ..runner import Step
 from ..steps_openstack import connect
 from ..system import log
 
-# A network made while the DHCP agent was still starting was left without DHCP until the
-# dhcp step's recovery (6 minutes on bookworm-zed).
-AGENTS_BEFORE_NETWORKS = ("neutron-dhcp-agent",)
+# Neutron schedules a network on a DHCP agent when its subnet is made, and never again by
+# itself. Its DHCP scheduler keeps only agents on hosts that the mechanism driver can bind the
+# network's segment on (DhcpFilter._filter_agents_with_network_access, then ML2's
+# filter_hosts_with_segment_access), which for Linux bridge takes the host's Linux bridge agent
+# to have reported. A network made before both had reported stayed without DHCP until the dhcp
+# step's recovery, six minutes later.
+AGENTS_BEFORE_NETWORKS = ("neutron-linuxbridge-agent", "neutron-dhcp-agent")
 
 
 def choose_datapath() -> str:
