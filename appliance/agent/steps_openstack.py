@@ -18,23 +18,21 @@ def keystone(ctx: AgentContext) -> None:
     """Keystone's schema, key repositories and bootstrap (admin user, region, endpoints)."""
     if not migrations.migrated_at_build(ctx.profile):
         run(["keystone-manage", "db_sync"], user="keystone")
-    commands: list[tuple[list[str], dict[str, str] | None]] = []
-    for kind in ("fernet", "credential"):
-        if not Path(f"/etc/keystone/{kind}-keys/0").exists():
-            commands.append((["keystone-manage", f"{kind}_setup", "--keystone-user", "keystone",
-                              "--keystone-group", "keystone"], None))
-    # bootstrap converges: it creates what is missing and resets the admin password.
-    commands.append((["keystone-manage", "bootstrap",
-                      "--bootstrap-admin-url", ctx.keystone_url(admin=True) + "/",
-                      "--bootstrap-internal-url", ctx.keystone_url(admin=True) + "/",
-                      "--bootstrap-public-url", ctx.keystone_url() + "/",
-                      "--bootstrap-region-id", ctx.site.region],
-                     {"OS_BOOTSTRAP_PASSWORD": ctx.secrets["admin_password"]}))
-    # Independent (key repositories on disk; the database), and each is mostly Python
-    # start-up: side by side they take the time of one.
-    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
-        for done in [pool.submit(run, cmd, env=env) for cmd, env in commands]:
+    setups = [["keystone-manage", f"{kind}_setup", "--keystone-user", "keystone", "--keystone-group", "keystone"]
+              for kind in ("fernet", "credential") if not Path(f"/etc/keystone/{kind}-keys/0").exists()]
+    # The two key repositories are independent of each other and mostly Python start-up:
+    # side by side they take the time of one. bootstrap reads the fernet key repository
+    # ("/etc/keystone/fernet-keys/ does not exist" when it runs first), so it comes after.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(run, cmd) for cmd in setups]:
             done.result()
+    # bootstrap converges: it creates what is missing and resets the admin password.
+    run(["keystone-manage", "bootstrap",
+         "--bootstrap-admin-url", ctx.keystone_url(admin=True) + "/",
+         "--bootstrap-internal-url", ctx.keystone_url(admin=True) + "/",
+         "--bootstrap-public-url", ctx.keystone_url() + "/",
+         "--bootstrap-region-id", ctx.site.region],
+        env={"OS_BOOTSTRAP_PASSWORD": ctx.secrets["admin_password"]})
     Path("/var/lib/keystone/keystone.db").unlink(missing_ok=True)
     enable_and_start(list(ctx.profile.service("keystone").units))
     wait_for("Keystone API", lambda: http_answers(ctx.keystone_url()), timeout=120)
