@@ -87,6 +87,9 @@ def until(what: str, probe, timeout: float, interval: float = 2.0):
 
 def log_in(driver, url: str, user: str, password: str) -> None:
     driver.get(url + "auth/login/")
+    # Horizon sends a browser with a live session on to its overview instead of the form.
+    until(f"the login form for {user} (no session open)", lambda: driver.find_elements(By.ID, "id_username"),
+          PAGE_WITHIN)
     driver.find_element(By.ID, "id_username").send_keys(user)
     driver.find_element(By.ID, "id_password").send_keys(password)
     driver.find_element(By.ID, "loginBtn").click()
@@ -230,7 +233,10 @@ def roles(driver, url: str, password: str, admin_password: str) -> None:
     until("lxc: admin/instances/ refused", lambda: "Unauthorized" in driver.title or "/auth/login/" in driver.current_url,
           PAGE_WITHIN)
     say(step="lxc: no admin panel, admin pages refused")
-    driver.delete_all_cookies()
+    # Horizon's own log-out ends the session on the server, which deleting the browser's
+    # cookies does not: a response still on its way can set the session cookie again.
+    driver.get(url + "auth/logout/")
+    until("lxc: the login page after logging out", lambda: "/auth/login/" in driver.current_url, PAGE_WITHIN)
     log_in(driver, url, "admin", admin_password)
     until("admin: the overview", lambda: "/auth/login/" not in driver.current_url, PAGE_WITHIN)
     driver.get(url + "admin/instances/")
