@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from appliance.errors import ApplianceError
+from pipeline.imagebuild.cleanup import mount_sources_under
 
 from . import container_fixups, uplink
 from .host import ensure_commands
@@ -318,34 +319,10 @@ def stop(state_dir: Path, *, say=print) -> None:
     say(f"[boot] {state.name} stopped; loop devices, mounts and namespace released")
 
 
-def mounts_under(directory: Path, proc_mounts: str) -> list[tuple[str, str]]:
-    """(source, mountpoint) of every mount at or below ``directory`` in the text of
-    /proc/mounts, deepest first so that each can be unmounted in turn. /proc/mounts writes
-    a space, tab, newline or backslash in a path as an octal escape (proc(5))."""
-    root = str(directory).rstrip("/")
-    found = []
-    for line in proc_mounts.splitlines():
-        fields = line.split()
-        if len(fields) < 2:
-            continue
-        source, mountpoint = (_unescape_mount_field(f) for f in fields[:2])
-        if mountpoint == root or mountpoint.startswith(root + "/"):
-            found.append((source, mountpoint))
-    return sorted(found, key=lambda m: m[1].count("/"), reverse=True)
-
-
-def _unescape_mount_field(field: str) -> str:
-    for escape, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(escape, char)
-    return field
-
-
 def release_mounts_under(state_dir: Path, *, say=print) -> None:
     """Unmount whatever is still mounted under ``state_dir`` and detach the loop devices
     those mounts were on."""
-    with open("/proc/mounts") as f:
-        leftovers = mounts_under(state_dir, f.read())
-    for source, mountpoint in leftovers:
+    for source, mountpoint in mount_sources_under(state_dir):
         if subprocess.run(["umount", mountpoint], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", mountpoint], capture_output=True)
         if source.startswith("/dev/loop"):

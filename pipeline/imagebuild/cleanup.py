@@ -33,19 +33,27 @@ def _unescape_mountinfo(field: str) -> str:
 
 def mounts_under(root: Path, mountinfo: str | None = None) -> list[str]:
     """Mount points at or below root, deepest first (the order to unmount them)."""
+    return [point for _, point in mount_sources_under(root, mountinfo)]
+
+
+def mount_sources_under(root: Path, mountinfo: str | None = None) -> list[tuple[str, str]]:
+    """(source, mount point) of every mount at or below root, deepest first; the source is
+    what was mounted (a device such as /dev/loop1, or "overlay"), as proc(5)'s mountinfo
+    gives it after the " - " separator."""
     if mountinfo is None:
         mountinfo = Path("/proc/self/mountinfo").read_text()
     prefix = str(root).rstrip("/")
-    points = []
+    found = []
     for line in mountinfo.splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
         point = _unescape_mountinfo(fields[4])
         if point == prefix or point.startswith(prefix + "/"):
-            points.append(point)
+            after = fields[fields.index("-") + 1:] if "-" in fields else []
+            found.append((_unescape_mountinfo(after[1]) if len(after) > 1 else "", point))
     # Stacked mounts on one point are unmounted one by one: keep duplicates.
-    return sorted(points, key=lambda p: p.count("/"), reverse=True)
+    return sorted(found, key=lambda m: m[1].count("/"), reverse=True)
 
 
 def parse_losetup_json(text: str) -> list[LoopDevice]:

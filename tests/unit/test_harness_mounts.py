@@ -4,18 +4,20 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.harness.nspawn import mounts_under
+from pipeline.imagebuild.cleanup import mount_sources_under
 
 STATE = Path("/var/tmp/appliance-boot/trixie-epoxy")
 
-PROC_MOUNTS = """\
-/dev/sda1 / ext4 rw 0 0
-/dev/loop1 /var/tmp/appliance-boot/trixie-epoxy/lower ext4 ro 0 0
-overlay /var/tmp/appliance-boot/trixie-epoxy/merged overlay rw 0 0
-tmpfs /var/tmp/appliance-boot/trixie-epoxy/merged/run tmpfs rw 0 0
-/dev/loop2 /var/tmp/appliance-boot/trixie-epoxy-2/lower ext4 ro 0 0
-/dev/loop3 /var/tmp/appliance-boot/trixie-epoxy/with\\040space ext4 ro 0 0
-/dev/loop4 /var/tmp/appliance-boot/trixie-epoxy ext4 ro 0 0
+# /proc/self/mountinfo lines: id, parent, major:minor, root, mount point, options, " - ",
+# type, source, super options (proc(5)).
+MOUNTINFO = """\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+101 22 7:1 / /var/tmp/appliance-boot/trixie-epoxy/lower ro - ext4 /dev/loop1 ro
+102 22 0:50 / /var/tmp/appliance-boot/trixie-epoxy/merged rw - overlay overlay rw
+103 102 0:51 / /var/tmp/appliance-boot/trixie-epoxy/merged/run rw shared:5 - tmpfs tmpfs rw
+104 22 7:2 / /var/tmp/appliance-boot/trixie-epoxy-2/lower ro - ext4 /dev/loop2 ro
+105 22 7:3 / /var/tmp/appliance-boot/trixie-epoxy/with\\040space ro - ext4 /dev/loop3 ro
+106 22 7:4 / /var/tmp/appliance-boot/trixie-epoxy ro - ext4 /dev/loop4 ro
 """
 
 
@@ -31,13 +33,13 @@ tmpfs /var/tmp/appliance-boot/trixie-epoxy/merged/run tmpfs rw 0 0
     ],
 )
 def test_a_mount_is_released_only_when_it_is_under_the_state_directory(mountpoint, released):
-    assert (mountpoint in [m for _, m in mounts_under(STATE, PROC_MOUNTS)]) is released
+    assert (mountpoint in [m for _, m in mount_sources_under(STATE, MOUNTINFO)]) is released
 
 
 def test_nested_mounts_come_before_the_mounts_they_are_on():
-    order = [m for _, m in mounts_under(STATE, PROC_MOUNTS)]
+    order = [m for _, m in mount_sources_under(STATE, MOUNTINFO)]
     assert order.index(f"{STATE}/merged/run") < order.index(f"{STATE}/merged") < order.index(str(STATE))
 
 
 def test_the_source_is_kept_so_its_loop_device_can_be_detached():
-    assert ("/dev/loop1", f"{STATE}/lower") in mounts_under(STATE, PROC_MOUNTS)
+    assert ("/dev/loop1", f"{STATE}/lower") in mount_sources_under(STATE, MOUNTINFO)
