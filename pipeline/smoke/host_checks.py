@@ -36,7 +36,7 @@ def appliance_profile(host) -> Profile:
 
 # Run on the appliance: the login page through the management address, trusting only the
 # appliance's CA (the certificate must name that address), and plain HTTP's redirect.
-# Prints "<status> <http status> <Location>".
+# Prints "<HTTPS status> <password field present> <HTTP status> <Location>".
 DASHBOARD_PROBE = r"""
 import http.client, ssl, sys
 address, webroot, ca = sys.argv[1:4]
