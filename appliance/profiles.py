@@ -85,6 +85,12 @@ class Port:
     # Which address the service must listen on: management, any or loopback.
     bind: str = "management"
     protocol: str = "tcp"
+    # Whether compute nodes reach this port: "" (no), "tcp" or "tls". Only a loopback port
+    # says so; it then listens on the management address too, over that transport, while the
+    # controller has nodes, and on loopback alone otherwise (docs/scale-out.md, "Listeners").
+    nodes: str = ""
+
+    NODE_TRANSPORTS = ("", "tcp", "tls")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,30 @@ class Service:
     # Names of secrets this service needs beyond database and Keystone passwords, generated
     # per appliance like every other (appliance.credentials).
     secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RoleService:
+    """What a role runs of one of the profile's services; None keeps all of that kind."""
+
+    name: str
+    units: tuple[str, ...] | None = None
+    # Paths of the service's files this role writes.
+    files: tuple[str, ...] | None = None
+    # Port numbers of the service's declared ports this role listens on.
+    ports: tuple[int, ...] | None = None
+    # Path -> template: a kept file rendered from another template in this role.
+    templates: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Role:
+    """A role other than the controller's, as a subset of the profile's services (see
+    ``Profile.for_role``). The controller's role is the whole profile: the single-node
+    appliance is a controller that is its own compute host."""
+
+    description: str
+    services: tuple[RoleService, ...]
 
 
 @dataclass(frozen=True)
@@ -194,6 +224,18 @@ class Profile:
     # Defaults for top-level site config fields that depend on the release (the name of the
     # guest image the build ships); a site file's own value wins. Checked as site fields.
     site_defaults: dict[str, Any] = field(default_factory=dict)
+    # Roles other than "controller" (the whole profile), by name: what a node that joins
+    # this appliance's cloud runs (docs/scale-out.md). Empty: this profile cannot scale out.
+    roles: dict[str, Role] = field(default_factory=dict)
+
+    CONTROLLER = "controller"
+
+    def role_names(self) -> list[str]:
+        return [self.CONTROLLER, *self.roles]
+
+    def node_ports(self) -> list[tuple[str, Port]]:
+        """(service, port) of every port compute nodes reach once the controller has nodes."""
+        return [(svc.name, port) for svc in self.services for port in svc.ports if port.nodes]
 
     def service(self, name: str) -> Service:
         for svc in self.services:
@@ -279,6 +321,11 @@ def _check_profile(profile: Profile, source: str) -> None:
         for j, port in enumerate(svc.ports):
             if port.bind not in ("management", "any", "loopback"):
                 raise ConfigError(source, f"services[{i}].ports[{j}].bind", "expected management, any or loopback")
+            if port.nodes not in Port.NODE_TRANSPORTS:
+                raise ConfigError(source, f"services[{i}].ports[{j}].nodes", "expected tcp, tls or nothing")
+            if port.nodes and port.bind != "loopback":
+                raise ConfigError(source, f"services[{i}].ports[{j}].nodes",
+                                  f"only a loopback port opens to the nodes (this one is bound to {port.bind} already)")
     if profile.network.backend not in Network.BACKENDS:
         raise ConfigError(source, "network.backend",
                           f"expected one of {', '.join(Network.BACKENDS)}, got {profile.network.backend!r}")
@@ -301,8 +348,38 @@ def _check_profile(profile: Profile, source: str) -> None:
             raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
         if quota.min_ram_mb < 0:
             raise ConfigError(source, "tenant_quota.min_ram_mb", f"expected 0 or more, got {quota.min_ram_mb}")
+    _check_roles(profile, source)
     if profile.rpc_gate:
         units = set(profile.units())
         for j, unit in enumerate(profile.rpc_gate.units):
             if unit not in units:
                 raise ConfigError(source, f"rpc_gate.units[{j}]", f"{unit} is not a unit of any service")
+
+
+def _check_roles(profile: Profile, source: str) -> None:
+    """Each role names services of the profile once, and of each only units, file paths and
+    ports that service has (``roles.profile_for_role`` relies on it)."""
+    for role_name, role in profile.roles.items():
+        where = f"roles.{role_name}"
+        if role_name == Profile.CONTROLLER:
+            raise ConfigError(source, where, "the controller's role is the whole profile; only other roles are declared")
+        if not role_name.isidentifier() or not role_name.islower():
+            raise ConfigError(source, where, "expected a lower-case word as the role's name")
+        seen: set[str] = set()
+        for i, part in enumerate(role.services):
+            at = f"{where}.services[{i}]"
+            if part.name in seen:
+                raise ConfigError(source, f"{at}.name", f"service {part.name!r} is named twice")
+            seen.add(part.name)
+            if not profile.has_service(part.name):
+                raise ConfigError(source, f"{at}.name", f"no service {part.name!r} in this profile")
+            svc = profile.service(part.name)
+            for kind, have in (("units", svc.units), ("files", tuple(f.path for f in svc.files)),
+                               ("ports", tuple(p.port for p in svc.ports))):
+                for j, item in enumerate(getattr(part, kind) or ()):
+                    if item not in have:
+                        raise ConfigError(source, f"{at}.{kind}[{j}]", f"service {svc.name} has no {item}")
+            kept = part.files if part.files is not None else tuple(f.path for f in svc.files)
+            for path in part.templates:
+                if path not in kept:
+                    raise ConfigError(source, f"{at}.templates", f"{path} is not a file this role writes")
