@@ -196,12 +196,17 @@ def render_site(profile: Profile, site_path: Path | None, out_dir: Path) -> list
     """`invoke render`: validate the site, then render with placeholder secrets.
 
     Secrets the site fixes are used as given; the rest are obvious placeholders, because
-    real secrets are generated on the appliance at first boot.
+    real secrets are generated on the appliance at first boot. A site that joins a cloud
+    (``join``) renders the files of the role it joins as.
     """
     from .credentials import placeholder_secrets
-    from .sitefile import load_site
+    from .roles import profile_for_role
+    from .sitefile import JOIN_ROLE, load_site
 
     site = load_site(site_path, profile)
+    if site.join is not None:
+        # What the machine that site describes writes: a node's files, not a controller's.
+        profile = profile_for_role(profile, JOIN_ROLE)
     secrets = {**placeholder_secrets(profile), **site.secrets}
     files = render_files(profile, site, HostFacts.from_site(site), secrets)
     return write_files(files, out_dir)

@@ -91,6 +91,17 @@ class Dashboard:
 
 
 @dataclass(frozen=True)
+class JoinConfig:
+    """Join an existing appliance's cloud as a compute node at first boot (docs/scale-out.md):
+    the token `appliance add-node NAME` printed on the controller, given here (``token``) or
+    in a file beside the site file (``token_file``), not both. It is a secret: the site file
+    is copied 0600, and the token is single-use and expires."""
+
+    token: str | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     hostname: str | None = None  # default: detected on the appliance
     management_interface: str | None = None  # default: the interface of the default route
@@ -114,6 +125,7 @@ class SiteConfig:
     secrets: dict[str, str] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=Timeouts)
     dashboard: Dashboard = field(default_factory=Dashboard)
+    join: JoinConfig | None = None
 
     def switched_on(self, switch: str) -> bool:
         """Whether the site section ``switch`` (a profile service's ``switch``, such as

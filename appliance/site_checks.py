@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Callable, NoReturn
 
+from .cluster.errors import ClusterError
+from .cluster.token import JoinToken, parse_token
 from .errors import ConfigError
 from .schema import read_text_input
 from .site import EXTERNAL_MODES, ExternalNetwork, SiteConfig, TenantNetwork
@@ -52,6 +54,12 @@ TIMEOUT_SCALE = (1.0, 20.0)
 # The metadata service's address 169.254.169.254 lives here (Nova metadata, RFC 3927).
 LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 SSH_KEY_FILE_LIMIT = 16 * 1024
+# A join token is about 280 characters; a token file is that and a newline.
+TOKEN_FILE_LIMIT = 4096
+# What only the controller's site config may say: with `join`, the node takes the cloud's
+# networks, flavors, images, keys and secrets from the controller it joins.
+CONTROLLER_ONLY = ("provider_interface", "region", "network", "external", "flavors", "keypair_name",
+                   "ssh_public_key", "ssh_public_key_file", "image_name", "secrets")
 # Ranges no tenant or external network can use (RFC 1122 "this network", loopback, RFC 5771
 # multicast, RFC 1112 reserved incl. the limited broadcast).
 _NOT_UNICAST = tuple((ipaddress.IPv4Network(n), w) for n, w in (
@@ -104,6 +112,32 @@ def validate_site(site: SiteConfig, source: str, *, secret_names: set[str] | Non
         if secret_names is not None and name not in secret_names:
             fail(f"secrets.{name}", f"unknown secret (known: {', '.join(sorted(secret_names))})")
         _pattern("secret", value, f"secrets.{name}", fail, show=False)  # never echo a secret
+    if site.join is not None:
+        token = join_token(site, source, base_dir)
+        if site.hostname is not None and site.hostname != token.name:
+            fail("hostname", f"{site.hostname!r} is not the join token's node name {token.name!r}; "
+                             "leave hostname out or give the token's")
+
+
+def join_token(site: SiteConfig, source: str, base_dir: Path | None) -> JoinToken:
+    """The join token of ``site.join``, parsed (ConfigError naming ``join.token`` or
+    ``join.token_file``; never the token's text). Its expiry is the join's business, not the
+    site check's: a site file stays valid on a build host after its token has expired."""
+    join = site.join
+    if (join.token is None) == (join.token_file is None):
+        raise ConfigError(source, "join", "give either token or token_file")
+    if join.token is not None:
+        field, text = "join.token", join.token
+    else:
+        field = "join.token_file"
+        path = Path(join.token_file).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        text = read_text_input(path, source, field, limit=TOKEN_FILE_LIMIT)
+    try:
+        return parse_token(text)
+    except ClusterError as exc:
+        raise ConfigError(source, field, str(exc)) from None
 
 
 def read_public_key_file(site: SiteConfig, source: str, base_dir: Path | None) -> str:

@@ -16,7 +16,10 @@ from .errors import ConfigError
 from .profiles import Profile
 from .schema import from_mapping, load_yaml_mapping
 from .site import SiteConfig
-from .site_checks import validate_site
+from .site_checks import CONTROLLER_ONLY, validate_site
+
+# The role a site's `join` turns first boot into.
+JOIN_ROLE = "compute"
 
 
 def load_site(path: Path | None, profile: Profile) -> SiteConfig:
@@ -24,10 +27,25 @@ def load_site(path: Path | None, profile: Profile) -> SiteConfig:
     defaults = dict(profile.site_defaults)
     if path is None:
         return from_mapping(SiteConfig, defaults, "profile site_defaults")
-    site = from_mapping(SiteConfig, {**defaults, **load_yaml_mapping(path)}, str(path))
+    given = load_yaml_mapping(path)
+    site = from_mapping(SiteConfig, {**defaults, **given}, str(path))
+    if site.join is not None:
+        _check_join(given, profile, str(path))
     validate_site(site, str(path), secret_names=set(secret_names(profile)), base_dir=path.parent)
     if site.provider_interface and not profile.network.provider_interface:
         raise ConfigError(str(path), "provider_interface",
                           f"not offered with ML2/{profile.network.backend} (profile {profile.name}); "
                           "put the LAN on external.interface with external.mode provider instead")
     return site
+
+
+def _check_join(given: dict, profile: Profile, source: str) -> None:
+    """A site that joins a cloud: the profile offers the compute role, and the file says
+    nothing only a controller's site config says (``given``: the file's own keys)."""
+    if JOIN_ROLE not in profile.roles:
+        raise ConfigError(source, "join", f"profile {profile.name} has no {JOIN_ROLE} role: its appliances cannot "
+                                          "join another's cloud (scale-out needs ML2/OVN, e.g. trixie-epoxy)")
+    for key in CONTROLLER_ONLY:
+        if key in given:
+            raise ConfigError(source, key, "only a controller's site config says this; a node that joins takes "
+                                           "the cloud's from the controller (leave it out, or drop join)")

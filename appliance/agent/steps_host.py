@@ -54,6 +54,11 @@ def preflight(ctx: AgentContext) -> None:
     range. Raises ConfigError (one line) otherwise."""
     import_seed_site(ctx)
     site = ctx.site  # loading validates
+    if site.join is not None:
+        # Running the controller's steps here would make an island cloud of a machine meant
+        # to join another: refuse until the compute role's first boot exists.
+        raise ApplianceError(f"{ctx.paths.site}: join: not yet implemented: this image cannot join a cloud at "
+                             "first boot yet (docs/scale-out.md); remove join to boot a controller")
     found = management_network(site)
     if found is not None:
         interface, network = found

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from project import ROOT
 
-from appliance.errors import ConfigError
+from appliance.cluster.token import JoinToken, new_secret
+from appliance.errors import ApplianceError, ConfigError
 from appliance.site import SiteConfig
 from appliance.sitefile import load_site
 from pipeline.profiles import load_profile
@@ -17,6 +18,8 @@ from pipeline.profiles import load_profile
 # `invoke` from this environment: ./inv would first (re)install .venv when pyproject changed.
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 
+TOKEN = JoinToken(name="c2", host="10.254.0.10", port=9777, expires=2_000_000_000, ca_sha256="a" * 64,
+                  secret=new_secret()).text()
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9bVfq1V2Hk8sQ1m2kGq1iC0vXx8Zy1h7Q0T1m3mQ0c operator@desk"
 
 BAD_SITES = [
@@ -100,6 +103,23 @@ BAD_SITES = [
      "flavors[1].id: duplicate flavor id '1'"),
     ("duplicate flavor name", "flavors: [{name: a, vcpus: 1, ram_mb: 512, disk_gb: 1}, {name: a, vcpus: 2, ram_mb: 512, disk_gb: 1}]\n",
      "flavors[1].name: duplicate flavor name 'a'"),
+    # Joining a cloud: the token's form is checked (never echoed); a joining node's site
+    # says nothing only a controller's says.
+    ("join: no token", "join: {}\n", "join: give either token or token_file"),
+    ("join: both forms", f"join: {{token: '{TOKEN}', token_file: t}}\n", "join: give either token or token_file"),
+    ("join: unknown key", "join: {tokn: x}\n", "join.tokn: unknown key"),
+    ("join: malformed token", "join: {token: aj1.abc}\n", "join.token: not a join token: its body is not base64url"),
+    ("join: token not text", "join: {token: 7}\n", "join.token: expected a string"),
+    ("join: token file missing", "join: {token_file: /nonexistent/t}\n", "join.token_file: /nonexistent/t: file not found"),
+    ("join: token file binary", "join: {token_file: binary.pub}\n", "binary.pub: is a binary file"),
+    ("join: token file too large", "join: {token_file: huge.pub}\n", "huge.pub: is 20000 bytes; expected at most 4096"),
+    ("join: token file not a token", "join: {token_file: latin1.pub}\n", "latin1.pub: is not UTF-8 text"),
+    ("join: controller's field", f"join: {{token: '{TOKEN}'}}\nnetwork: {{cidr: 10.9.0.0/24}}\n",
+     "network: only a controller's site config says this"),
+    ("join: secrets", f"join: {{token: '{TOKEN}'}}\nsecrets: {{admin_password: abcdefgh12}}\n",
+     "secrets: only a controller's site config says this"),
+    ("join: other host name", f"join: {{token: '{TOKEN}'}}\nhostname: c3\n",
+     "hostname: 'c3' is not the join token's node name 'c2'"),
     ("bool as port-like int", "flavors: [{name: x, vcpus: true, ram_mb: 512, disk_gb: 1}]\n", "flavors[0].vcpus: expected an integer"),
 ]
 
@@ -212,3 +232,52 @@ def test_readme_site_example_is_valid(tmp_path):
     site.write_text(example.replace("ssh-ed25519 AAAA… you@laptop", KEY))
     loaded = load_site(site, load_profile("bookworm-zed"))
     assert loaded.timeouts.scale == 4 and loaded.ssh_public_key == KEY
+
+
+def test_a_join_site_loads_and_its_token_parses(tmp_path):
+    from appliance.site_checks import join_token
+
+    (tmp_path / "join.token").write_text(TOKEN + "\n")
+    site = tmp_path / "s.yaml"
+    site.write_text("join: {token_file: join.token}\nhostname: c2\nroot_authorized_keys: ['%s']\n" % KEY)
+    loaded = load_site(site, load_profile("trixie-epoxy"))
+    assert join_token(loaded, str(site), tmp_path).name == "c2"
+
+
+def test_join_needs_a_profile_with_a_compute_role(tmp_path):
+    site = tmp_path / "s.yaml"
+    site.write_text(f"join: {{token: '{TOKEN}'}}\n")
+    with pytest.raises(ConfigError, match="join: profile bookworm-zed has no compute role"):
+        load_site(site, load_profile("bookworm-zed"))
+
+
+def test_a_bad_token_is_never_echoed(tmp_path):
+    site = tmp_path / "s.yaml"
+    damaged = TOKEN[:-5]
+    site.write_text(f"join: {{token: '{damaged}'}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_site(site, load_profile("trixie-epoxy"))
+    assert damaged not in str(caught.value) and damaged[4:40] not in str(caught.value)
+
+
+def test_render_of_a_join_site_writes_the_nodes_files(tmp_path):
+    site = tmp_path / "s.yaml"
+    site.write_text(f"join: {{token: '{TOKEN}'}}\n")
+    out = tmp_path / "out"
+    result = subprocess.run([*INVOKE, "render", "--site", str(site), "--out", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (out / "etc/nova/nova-compute.conf").is_file()
+    for controller_only in ("etc/mysql", "etc/keystone", "root/rc.admin", "etc/rabbitmq"):
+        assert not (out / controller_only).exists(), controller_only
+
+
+def test_first_boot_refuses_a_join_site_until_the_compute_role_exists(tmp_path):
+    """Booting the controller's steps on a machine meant to join would make an island."""
+    from appliance.agent.context import AgentContext, Paths
+    from appliance.agent.steps_host import preflight
+
+    (tmp_path / "appliance.yaml").write_text(f"join: {{token: '{TOKEN}'}}\n")
+    ctx = AgentContext(paths=Paths(config_dir=tmp_path, state_dir=tmp_path), profile=load_profile("trixie-epoxy"))
+    with pytest.raises(ApplianceError, match="join: not yet implemented"):
+        preflight(ctx)
