@@ -8,6 +8,9 @@ units run on the appliance.
                                    the checks `invoke smoke` runs here; JSON lines on stdout
   appliance measure memory|instances|burst
                                    what `invoke bench` measures here; JSON lines on stdout
+  appliance add-node NAME          invite a compute node: prints its single-use join token
+  appliance join [--token-file F]  join a controller's cloud (token on stdin or in F)
+  appliance remove-node NAME       remove a node (or cancel its invitation)
   appliance external-network|dhcp  boot-time units' commands
   appliance migrate-image          build time, in the image chroot
 
@@ -82,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     burst.add_argument("--keep", action="store_true", help="leave them running (the caller deletes them)")
     burst.add_argument("--wait", type=float, default=900.0, metavar="S",
                        help="seconds to wait for all to settle (default 900)")
+    _cluster_commands(sub)
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     args = parser.parse_args(argv)
+    if args.command in ("add-node", "join", "remove-node"):
+        return _cluster(args)
     if args.command == "selftest":
         return _selftest(args)
     if args.command == "measure":
@@ -127,6 +133,40 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ApplianceError as exc:
         print(f"appliance: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cluster_commands(sub) -> None:
+    add = _command(sub, "add-node", "on the controller: invite a compute node NAME; prints its single-use, expiring "
+                                    "join token")
+    add.add_argument("name")
+    add.add_argument("--expires", default="1h", metavar="DURATION", help="how long the token is valid: 5m to 1d "
+                                                                        "(default 1h)")
+    add.add_argument("--out", type=Path, metavar="FILE", help="write the token to FILE (0600) instead of stdout")
+    join = _command(sub, "join", "on a new machine: join the controller's cloud as a compute node; the token comes "
+                                 "on stdin (asked for without echo on a terminal) or from --token-file")
+    # Accepted only to refuse it with the reason: a token on the command line is readable
+    # by every local user (/proc/PID/cmdline) and kept in the shell's history.
+    join.add_argument("token", nargs="?", help=argparse.SUPPRESS)
+    join.add_argument("--token-file", type=Path, metavar="FILE", help="a file holding the token")
+    remove = _command(sub, "remove-node", "on the controller: remove node NAME and everything of it (refused while "
+                                          "instances live there), or cancel its invitation")
+    remove.add_argument("name")
+    remove.add_argument("--force", action="store_true", help="remove it even though instances live there (they are lost)")
+
+
+def _cluster(args) -> int:
+    from .cluster import commands
+
+    paths = Paths.from_environment()
+    try:
+        if args.command == "add-node":
+            return commands.add_node(paths, args.name, expires=args.expires, out=args.out, say=say)
+        if args.command == "join":
+            return commands.join(paths, token_arg=args.token, token_file=args.token_file, say=say)
+        return commands.remove_node(paths, args.name, force=args.force, say=say)
+    except ApplianceError as exc:
+        print(f"appliance {args.command}: {exc}", file=sys.stderr)
         return 2
 
 

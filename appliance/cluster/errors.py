@@ -20,6 +20,7 @@ KINDS = {
     "clash": "the name is the controller's or another node's",
     "name": "not a valid node name",
     "role": "this appliance cannot do that in its role or profile",
+    "busy": "instances still live on the node",
 }
 
 

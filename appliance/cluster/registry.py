@@ -92,6 +92,13 @@ class NodeRegistry:
 
     # -- changing ------------------------------------------------------------------------
 
+    def check_free(self, name: str, *, controller: str, now: int) -> None:
+        """Refuse what ``invite`` would refuse, without changing anything: a command checks
+        the name before it does slower work (the CA), and ``invite`` checks again under the
+        lock."""
+        check_node_name(name)
+        _check_free(self.nodes(), name, controller, now)
+
     def invite(self, name: str, *, controller: str, now: int, lifetime: int) -> tuple[Node, str]:
         """Invite ``name`` for ``lifetime`` seconds from ``now``: returns the node and the
         token's secret (shown once, stored only as its digest).
@@ -100,16 +107,8 @@ class NodeRegistry:
         that is joining or joined, or an invitation still pending ("clash"). An expired
         invitation of that name is replaced."""
         check_node_name(name)
-        if name == controller:
-            raise ClusterError("clash", f"node name {name!r} is taken: it is this controller's own host name")
         with self._locked() as nodes:
-            old = nodes.get(name)
-            if old is not None and old.state != "invited":
-                raise ClusterError("clash", f"node name {name!r} is taken: that node is {old.state} "
-                                            f"(appliance remove-node {name} first)")
-            if old is not None and now < old.expires_at:
-                raise ClusterError("clash", f"node {name!r} is already invited until {utc(old.expires_at)} "
-                                            f"(appliance remove-node {name} cancels that invitation)")
+            _check_free(nodes, name, controller, now)
             secret = new_secret()
             node = Node(name=name, state="invited", invited_at=now, expires_at=now + lifetime,
                         secret_sha256=secret_digest(secret))
@@ -173,6 +172,18 @@ class NodeRegistry:
             atomic_write(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=0o600)
         finally:
             os.close(fd)  # closing drops the lock
+
+
+def _check_free(nodes: dict[str, Node], name: str, controller: str, now: int) -> None:
+    if name == controller:
+        raise ClusterError("clash", f"node name {name!r} is taken: it is this controller's own host name")
+    old = nodes.get(name)
+    if old is not None and old.state != "invited":
+        raise ClusterError("clash", f"node name {name!r} is taken: that node is {old.state} "
+                                    f"(appliance remove-node {name} first)")
+    if old is not None and now < old.expires_at:
+        raise ClusterError("clash", f"node {name!r} is already invited until {utc(old.expires_at)} "
+                                    f"(appliance remove-node {name} cancels that invitation)")
 
 
 def _fields(node: Node) -> dict:

@@ -1,0 +1,163 @@
+"""Enrolment and removal as steps over interfaces: what `appliance add-node`, `join` and
+`remove-node` do, with the CA (ca.py) and the running cloud (``CloudOps``) passed in, so the
+order and the refusals are tested without a cloud.
+
+Wired today: names, the registry, token text, token input, expiry, the removal of an
+invitation nobody used. Not yet: the CA (issue 27's appliance/tls.py), the join service the
+node talks to, and ``CloudOps`` on a real cloud; ``NotWiredCloud`` says so in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..errors import ApplianceError
+from ..profiles import Profile
+from ..schema import read_text_input
+from .ca import CertificateAuthority
+from .errors import ClusterError
+from .names import check_node_name, node_user
+from .registry import NodeRegistry
+from .token import JoinToken, ca_fingerprint, check_not_expired, parse_token, utc
+
+# The role a node joins as (profile data: Profile.roles).
+NODE_ROLE = "compute"
+# The controller's join service, where a node redeems its token over TLS (docs/scale-out.md,
+# "Join flow"); to become a declared port of the profile with the service itself.
+JOIN_PORT = 9777
+# How long an invitation lasts: an hour unless said otherwise; at least 5 minutes (a machine
+# must boot), at most a day (an unused secret should not lie around).
+LIFETIME_DEFAULT = 3600
+LIFETIME_BOUNDS = (300, 86400)
+_DURATION = re.compile(r"([0-9]{1,6})([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# A token file or stdin: a token is ~280 characters; more is not a token.
+TOKEN_INPUT_LIMIT = 4096
+
+
+def parse_lifetime(text: str) -> int:
+    """``"90m"``, ``"2h"``, ``"1d"``, ``"600"`` (seconds) -> seconds within LIFETIME_BOUNDS;
+    ApplianceError (one line) otherwise."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    low, high = LIFETIME_BOUNDS
+    if match is None:
+        raise ApplianceError(f"--expires: expected a duration like 30m, 2h or 1d, got {text!r}")
+    seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if not low <= seconds <= high:
+        raise ApplianceError(f"--expires: expected 5m to 1d, got {text} ({seconds} s)")
+    return seconds
+
+
+def require_role(profile: Profile) -> None:
+    if NODE_ROLE not in profile.roles:
+        raise ClusterError("role", f"profile {profile.name} has no {NODE_ROLE} role: this appliance cannot take nodes "
+                                   "or join another's cloud (scale-out needs ML2/OVN, e.g. trixie-epoxy)")
+
+
+def add_node(name: str, *, profile: Profile, registry: NodeRegistry, controller: str, host: str,
+             ca_of: Callable[[], CertificateAuthority], now: int, lifetime: int) -> JoinToken:
+    """Invite node ``name``: the token to print. ``controller``: this host's name; ``host``:
+    its management address; ``ca_of``: the appliance CA (asked only once the name is free,
+    so every refusal about the name comes first). The invitation is recorded last."""
+    require_role(profile)
+    registry.check_free(name, controller=controller, now=now)
+    fingerprint = ca_fingerprint(ca_of().ca_certificate_der())
+    node, secret = registry.invite(name, controller=controller, now=now, lifetime=lifetime)
+    return JoinToken(name=name, host=host, port=JOIN_PORT, expires=node.expires_at, ca_sha256=fingerprint,
+                     secret=secret)
+
+
+def read_token(*, token_file: Path | None, stdin_text: Callable[[], str]) -> JoinToken:
+    """The token from ``token_file`` (bounded, UTF-8, a regular file) or else from
+    ``stdin_text()``; parsed (ClusterError "malformed") but not yet checked for expiry."""
+    if token_file is not None:
+        text = read_text_input(token_file, str(token_file), limit=TOKEN_INPUT_LIMIT)
+    else:
+        text = stdin_text()
+        if len(text) > TOKEN_INPUT_LIMIT:
+            raise ClusterError("malformed", f"not a join token: more than {TOKEN_INPUT_LIMIT} characters on stdin")
+    return parse_token(text)
+
+
+def check_joinable(token: JoinToken, *, profile: Profile, first_boot_done: bool, now: float) -> None:
+    """What a machine checks before it contacts the controller: the token is still valid,
+    the profile has the compute role, and this machine is not a cloud of its own already."""
+    require_role(profile)
+    if first_boot_done:
+        raise ClusterError("role", "this appliance finished its first boot as the controller of its own cloud; "
+                                   "a node joins from a fresh first boot (a new machine, or this image written anew)")
+    check_not_expired(token, now)
+
+
+class CloudOps(Protocol):
+    """What removing a node asks of the running cloud, on the controller. Each call is
+    idempotent (the thing gone already is no error), so a removal that failed half-way runs
+    again. ``host`` is the node's name, which is Nova's host and the OVN chassis name."""
+
+    def instances_on(self, host: str) -> list[str]:
+        """Names (or ids) of the instances Nova places on ``host``, every project."""
+
+    def delete_compute_service(self, host: str) -> None:
+        """The nova-compute service; Nova drops its compute node and resource provider."""
+
+    def delete_resource_provider(self, host: str) -> None:
+        """Placement's provider of ``host``, if Nova left one behind."""
+
+    def delete_network_agents(self, host: str) -> None:
+        """Neutron's agents of ``host`` (OVN controller agent, OVN metadata agent)."""
+
+    def delete_chassis(self, host: str) -> None:
+        """The OVN southbound Chassis and Chassis_Private rows of ``host``."""
+
+    def delete_rabbitmq_user(self, user: str) -> None: ...
+
+    def delete_keystone_user(self, user: str) -> None: ...
+
+    def forget_certificate(self, host: str) -> None:
+        """Take the node off the controller's allow-list for its node-facing listeners."""
+
+    def close_node_listeners(self) -> None:
+        """Back to loopback: called once the last node is gone."""
+
+
+class NotWiredCloud:
+    """CloudOps before they exist: every call says so in one line."""
+
+    def close_node_listeners(self) -> None:
+        """Nothing opens them yet (add-node stops at the CA), so there is nothing to close."""
+
+    def __getattr__(self, name: str):
+        def refuse(*_args, **_kwargs):
+            raise ApplianceError(f"not yet implemented: removing a node that joined needs the running cloud "
+                                 f"({name}); docs/scale-out.md, \"Removal\"")
+        return refuse
+
+
+def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bool, say: Callable[[str], None]) -> None:
+    """Remove node ``name`` from this controller's cloud, leaving no service, agent, chassis,
+    provider, user or listener behind. An invitation nobody used only leaves the registry.
+    Refused while instances live on the node (ClusterError "busy") unless ``force``. The
+    registry entry goes last, so a removal that failed half-way can be run again."""
+    node = registry.get(check_node_name(name))
+    if node.state == "invited":
+        registry.remove(name)
+        say(f"invitation of node {name} (valid until {utc(node.expires_at)}) cancelled; its token is void")
+    else:
+        instances = cloud.instances_on(name)
+        if instances and not force:
+            shown = ", ".join(instances[:5]) + (f" and {len(instances) - 5} more" if len(instances) > 5 else "")
+            raise ClusterError("busy", f"node {name} still hosts {len(instances)} instance(s): {shown}; delete them "
+                                       "first, or give --force (they are lost with the node)")
+        user = node_user(name)
+        for step in (lambda: cloud.delete_compute_service(name), lambda: cloud.delete_resource_provider(name),
+                     lambda: cloud.delete_network_agents(name), lambda: cloud.delete_chassis(name),
+                     lambda: cloud.delete_rabbitmq_user(user), lambda: cloud.delete_keystone_user(user),
+                     lambda: cloud.forget_certificate(name)):
+            step()
+        registry.remove(name)
+        say(f"node {name} removed: compute service, resource provider, network agents, chassis, "
+            f"RabbitMQ and Keystone user {user}, certificate")
+    if not registry.has_nodes():
+        cloud.close_node_listeners()
