@@ -72,7 +72,8 @@ def remove_node(paths: Paths, name: str, *, force: bool, say: Say) -> int:
     check_node_name(name)
     ctx = AgentContext.load(paths)
     enrol.require_role(ctx.profile)
-    enrol.remove_node(name, registry=registry_of(paths), cloud=enrol.NotWiredCloud(), force=force, say=say)
+    enrol.remove_node(name, registry=registry_of(paths), cloud=enrol.NotWiredCloud(), force=force,
+                      now=int(time.time()), say=say)
     return 0
 
 

@@ -119,7 +119,10 @@ class CloudOps(Protocol):
         """Take the node off the controller's allow-list for its node-facing listeners."""
 
     def close_node_listeners(self) -> None:
-        """Back to loopback: called once the last node is gone."""
+        """Back to loopback: called once no node is joining or joined."""
+
+    def stop_join_service(self) -> None:
+        """Called once no invitation can be redeemed any more."""
 
 
 class NotWiredCloud:
@@ -128,6 +131,9 @@ class NotWiredCloud:
     def close_node_listeners(self) -> None:
         """Nothing opens them yet (add-node stops at the CA), so there is nothing to close."""
 
+    def stop_join_service(self) -> None:
+        """Nothing starts it yet, likewise."""
+
     def __getattr__(self, name: str):
         def refuse(*_args, **_kwargs):
             raise ApplianceError(f"not yet implemented: removing a node that joined needs the running cloud "
@@ -135,9 +141,12 @@ class NotWiredCloud:
         return refuse
 
 
-def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bool, say: Callable[[str], None]) -> None:
+def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bool, now: int,
+                say: Callable[[str], None]) -> None:
     """Remove node ``name`` from this controller's cloud, leaving no service, agent, chassis,
-    provider, user or listener behind. An invitation nobody used only leaves the registry.
+    provider, user or listener behind (the node-facing listeners close with the last member,
+    the join service with the last invitation that can still be redeemed). An invitation
+    nobody used leaves the registry and touches no other part of the cloud.
     Refused while instances live on the node (ClusterError "busy") unless ``force``. The
     registry entry goes last, so a removal that failed half-way can be run again."""
     node = registry.get(check_node_name(name))
@@ -159,5 +168,7 @@ def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bo
         registry.remove(name)
         say(f"node {name} removed: compute service, resource provider, network agents, chassis, "
             f"RabbitMQ and Keystone user {user}, certificate")
-    if not registry.has_nodes():
+    if not registry.has_members():
         cloud.close_node_listeners()
+    if not registry.has_pending(now):
+        cloud.stop_join_service()

@@ -86,9 +86,19 @@ class NodeRegistry:
         return node
 
     def has_nodes(self) -> bool:
-        """Whether any node is invited or joined: the controller's node-facing listeners are
-        open exactly while this holds (docs/scale-out.md, "Listeners")."""
+        """Whether any node is recorded at all (invited, joining or joined)."""
         return bool(self.nodes())
+
+    def has_members(self) -> bool:
+        """Whether a node redeemed its token (joining or joined): the controller's
+        node-facing listeners (ports with ``nodes:``) are open exactly while this holds
+        (docs/scale-out.md, "Listeners")."""
+        return any(node.state != "invited" for node in self.nodes().values())
+
+    def has_pending(self, now: int) -> bool:
+        """Whether an invitation can still be redeemed: the join service listens exactly
+        while this holds."""
+        return any(node.state == "invited" and now < node.expires_at for node in self.nodes().values())
 
     # -- changing ------------------------------------------------------------------------
 

@@ -142,40 +142,55 @@ def _joining(registry, epoxy):
 def test_removing_an_invitation_touches_no_cloud(registry, epoxy):
     add(registry, epoxy)
     lines, cloud = [], FakeCloud()
-    enrol.remove_node("c2", registry=registry, cloud=cloud, force=False, say=lines.append)
+    enrol.remove_node("c2", registry=registry, cloud=cloud, force=False, now=NOW, say=lines.append)
     assert "invitation of node c2" in lines[0] and not registry.has_nodes()
-    assert cloud.calls == [("close_node_listeners",)]
+    assert cloud.calls == [("close_node_listeners",), ("stop_join_service",)]
+
+
+def test_listeners_close_with_the_last_member_the_join_service_with_the_last_invitation(registry, epoxy):
+    _joining(registry, epoxy)
+    add(registry, epoxy, name="c3")
+    cloud = FakeCloud()
+    enrol.remove_node("c2", registry=registry, cloud=cloud, force=False, now=NOW, say=lambda line: None)
+    # No member left, but c3 may still redeem its token: the join service stays.
+    assert [c[0] for c in cloud.calls][-1] == "close_node_listeners"
+    cloud.calls.clear()
+    text = add(registry, epoxy, name="c4").text()
+    registry.redeem("c4", parse_token(text).secret, now=NOW + 1, address="10.254.0.12")
+    enrol.remove_node("c3", registry=registry, cloud=cloud, force=False, now=NOW, say=lambda line: None)
+    # c4 is a member: the listeners stay; no invitation is left: the join service stops.
+    assert cloud.calls == [("stop_join_service",)]
 
 
 def test_removal_is_refused_while_instances_live_there(registry, epoxy):
     _joining(registry, epoxy)
     cloud = FakeCloud(instances=[f"vm{i}" for i in range(7)])
     with pytest.raises(ClusterError, match="still hosts 7 instance.*vm4 and 2 more; delete them first, or give --force"):
-        enrol.remove_node("c2", registry=registry, cloud=cloud, force=False, say=print)
+        enrol.remove_node("c2", registry=registry, cloud=cloud, force=False, now=NOW, say=print)
     assert cloud.calls == [] and registry.get("c2").state == "joining"
 
 
 def test_forced_removal_cleans_everything_then_forgets_the_node(registry, epoxy):
     _joining(registry, epoxy)
     cloud = FakeCloud(instances=["vm1"])
-    enrol.remove_node("c2", registry=registry, cloud=cloud, force=True, say=lambda line: None)
+    enrol.remove_node("c2", registry=registry, cloud=cloud, force=True, now=NOW, say=lambda line: None)
     assert [c[0] for c in cloud.calls] == ["delete_compute_service", "delete_resource_provider", "delete_network_agents",
                                            "delete_chassis", "delete_rabbitmq_user", "delete_keystone_user",
-                                           "forget_certificate", "close_node_listeners"]
+                                           "forget_certificate", "close_node_listeners", "stop_join_service"]
     assert ("delete_rabbitmq_user", "node-c2") in cloud.calls and not registry.has_nodes()
 
 
 def test_a_failed_removal_keeps_the_node_to_run_again(registry, epoxy):
     _joining(registry, epoxy)
     with pytest.raises(ApplianceError, match="delete_chassis failed"):
-        enrol.remove_node("c2", registry=registry, cloud=FakeCloud(fail_at="delete_chassis"), force=False, say=print)
+        enrol.remove_node("c2", registry=registry, cloud=FakeCloud(fail_at="delete_chassis"), force=False, now=NOW, say=print)
     assert registry.get("c2").state == "joining"
 
 
 def test_without_a_cloud_a_joined_node_is_not_yet_removable(registry, epoxy):
     _joining(registry, epoxy)
     with pytest.raises(ApplianceError, match="not yet implemented: removing a node that joined"):
-        enrol.remove_node("c2", registry=registry, cloud=enrol.NotWiredCloud(), force=False, say=print)
+        enrol.remove_node("c2", registry=registry, cloud=enrol.NotWiredCloud(), force=False, now=NOW, say=print)
 
 
 # The verbs as typed: (label, argv, stdin, exit code, what stderr says).

@@ -31,7 +31,13 @@ def test_invite_then_redeem_then_joined(registry):
     redeemed = registry.redeem("c2", secret, now=NOW + 60, address=ADDRESS)
     assert (redeemed.state, redeemed.address, redeemed.secret_sha256) == ("joining", ADDRESS, "")
     assert registry.mark_joined("c2").state == "joined"
-    assert registry.has_nodes()
+    assert registry.has_nodes() and registry.has_members() and not registry.has_pending(NOW)
+
+
+def test_members_and_pending_invitations(registry):
+    invite(registry)
+    assert registry.has_pending(NOW) and not registry.has_members()
+    assert not registry.has_pending(NOW + HOUR)  # expired: nothing can be redeemed
 
 
 def test_files_are_private_and_hold_no_secret(registry):
