@@ -92,6 +92,11 @@ class Port:
 
     NODE_TRANSPORTS = ("", "tcp", "tls")
 
+    def scope(self, *, has_members: bool = False) -> str:
+        """The widest address class this port may listen on: its ``bind``, or the
+        management address too once the controller has members and the nodes reach it."""
+        return "management" if self.nodes and has_members else self.bind
+
 
 @dataclass(frozen=True)
 class Service:

@@ -110,11 +110,14 @@ ONE_OFF_NODE_PROCESS = "beam.smp"
 EPHEMERAL_PORTS_FROM = 32768
 
 
-def undeclared_listeners(found: list[tuple[str, int, str]], profile: Profile, management_ip: str) -> list[str]:
+def undeclared_listeners(found: list[tuple[str, int, str]], profile: Profile, management_ip: str, *,
+                         has_members: bool = False) -> list[str]:
     """Listeners the profile does not declare, or bound wider than declared (pure logic).
-    A one-off Erlang node's ephemeral port on loopback is neither."""
-    declared = {port.port: (svc.name, port.bind) for svc in profile.services for port in svc.ports
-                if port.protocol == "tcp"}
+    A one-off Erlang node's ephemeral port on loopback is neither. ``has_members``: the
+    controller has compute nodes, so ports that say ``nodes:`` may listen on the management
+    address too (docs/scale-out.md, "Listeners"); the smoke passes False until nodes exist."""
+    declared = {port.port: (svc.name, port.scope(has_members=has_members)) for svc in profile.services
+                for port in svc.ports if port.protocol == "tcp"}
     problems = []
     for address, port, process in found:
         scope = scope_of(address, management_ip)

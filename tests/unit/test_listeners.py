@@ -43,3 +43,20 @@ def test_scopes():
     assert scope_of("127.0.0.53%lo", MGMT) == "loopback"
     assert scope_of(MGMT, MGMT) == "management"
     assert scope_of("*", MGMT) == "any" and scope_of("192.0.2.1", MGMT) == "any"
+
+
+@pytest.mark.parametrize("listener,has_members,problem", [
+    (("10.254.0.10", 6642, "ovsdb-server"), False, "is management, wider than ovn's declared loopback"),
+    (("10.254.0.10", 6642, "ovsdb-server"), True, None),
+    (("0.0.0.0", 6642, "ovsdb-server"), True, "is any, wider than ovn's declared management"),
+    (("10.254.0.10", 8775, "uwsgi_python313"), True, None),
+    (("10.254.0.10", 6641, "ovsdb-server"), True, "is management, wider than ovn's declared loopback"),
+    (("10.254.0.10", 11211, "memcached"), True, "wider than memcached's declared loopback"),
+], ids=["southbound before nodes", "southbound with nodes", "southbound everywhere", "metadata API with nodes",
+        "northbound never", "memcached never"])
+def test_ports_the_nodes_reach_open_only_with_members(listener, has_members, problem):
+    problems = undeclared_listeners([listener], load_profile("trixie-epoxy"), MGMT, has_members=has_members)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0], problems
