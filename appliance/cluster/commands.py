@@ -19,7 +19,7 @@ from ..agent.context import AgentContext, Paths
 from ..errors import ApplianceError
 from ..files import atomic_write
 from . import enrol
-from .ca import controller_ca
+from .ca import controller_ca, tls_paths
 from .errors import ClusterError
 from .names import check_node_name
 from .registry import NodeRegistry
@@ -42,7 +42,7 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
                                    "(appliance status)")
     facts = ctx.facts
     token = enrol.add_node(name, profile=ctx.profile, registry=registry_of(paths), controller=facts.hostname,
-                           host=facts.management_ip, ca_of=lambda: controller_ca(paths.state_dir),
+                           host=facts.management_ip, ca_of=lambda: controller_ca(tls_paths(paths.config_dir, paths.state_dir)),
                            now=int(time.time()), lifetime=lifetime)
     if out is not None:
         atomic_write(out, token.text() + "\n", mode=0o600)

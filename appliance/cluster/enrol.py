@@ -3,7 +3,7 @@
 order and the refusals are tested without a cloud.
 
 Wired today: names, the registry, token text, token input, expiry, the removal of an
-invitation nobody used. Not yet: the CA (issue 27's appliance/tls.py), the join service the
+invitation nobody used, the CA (ca.py over appliance/tls.py). Not yet: the join service the
 node talks to, and ``CloudOps`` on a real cloud; ``NotWiredCloud`` says so in one line.
 """
 
@@ -20,7 +20,7 @@ from .ca import CertificateAuthority
 from .errors import ClusterError
 from .names import check_node_name, node_user
 from .registry import NodeRegistry
-from .token import JoinToken, ca_fingerprint, check_not_expired, parse_token, utc
+from .token import JoinToken, check_not_expired, parse_token, utc
 
 # The role a node joins as (profile data: Profile.roles).
 NODE_ROLE = "compute"
@@ -63,7 +63,7 @@ def add_node(name: str, *, profile: Profile, registry: NodeRegistry, controller:
     so every refusal about the name comes first). The invitation is recorded last."""
     require_role(profile)
     registry.check_free(name, controller=controller, now=now)
-    fingerprint = ca_fingerprint(ca_of().ca_certificate_der())
+    fingerprint = ca_of().ca_sha256()
     node, secret = registry.invite(name, controller=controller, now=now, lifetime=lifetime)
     return JoinToken(name=name, host=host, port=JOIN_PORT, expires=node.expires_at, ca_sha256=fingerprint,
                      secret=secret)

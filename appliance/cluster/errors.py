@@ -21,6 +21,10 @@ KINDS = {
     "name": "not a valid node name",
     "role": "this appliance cannot do that in its role or profile",
     "busy": "instances still live on the node",
+    "ca": "the appliance CA is missing or damaged on the controller",
+    "csr": "the node's certificate request is not one PEM request over an EC P-256 key, signed",
+    "subject": "the certificate request names another node than the invited one",
+    "usage": "the certificate request asks for more than a TLS client's usage",
 }
 
 

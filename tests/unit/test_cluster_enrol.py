@@ -22,9 +22,9 @@ CA_DER = b"the controller CA, DER"
 class FakeCA:
     asked = 0
 
-    def ca_certificate_der(self):
+    def ca_sha256(self):
         FakeCA.asked += 1
-        return CA_DER
+        return ca_fingerprint(CA_DER)
 
 
 @pytest.fixture
@@ -59,12 +59,22 @@ def test_name_refusals_come_before_the_ca_is_asked(registry, epoxy):
     assert FakeCA.asked == asked
 
 
-def test_without_the_ca_nothing_is_recorded(registry, epoxy):
-    from appliance.cluster.ca import controller_ca
+def test_without_the_ca_nothing_is_recorded(registry, epoxy, tmp_path):
+    from appliance.cluster.ca import controller_ca, tls_paths
 
-    with pytest.raises(ApplianceError, match="not yet implemented: the appliance CA"):
-        add(registry, epoxy, ca_of=lambda: controller_ca(registry.directory))
-    assert not registry.has_nodes()
+    with pytest.raises(ClusterError, match="cannot sign node certificates: No such file") as caught:
+        add(registry, epoxy, ca_of=lambda: controller_ca(tls_paths(tmp_path / "etc", tmp_path / "var")))
+    assert caught.value.kind == "ca" and not registry.has_nodes()
+
+
+def test_the_token_pins_the_real_ca(registry, epoxy, tmp_path):
+    from appliance import tls
+    from appliance.cluster.ca import controller_ca, tls_paths
+
+    paths = tls_paths(tmp_path / "etc", tmp_path / "var")
+    tls.ensure_certificates(paths, "c1", "10.254.0.10")
+    token = parse_token(add(registry, epoxy, ca_of=lambda: controller_ca(paths)).text())
+    assert token.ca_sha256 == tls.fingerprint(paths.ca_cert.read_bytes()).replace(":", "").lower()
 
 
 def test_a_profile_without_a_compute_role_takes_no_nodes(registry):
@@ -261,13 +271,13 @@ def appliance_paths(tmp_path, monkeypatch):
     return paths
 
 
-def test_add_node_on_a_controller_stops_at_the_ca_and_records_nothing(appliance_paths, capsys):
+def test_add_node_without_a_ca_says_so_and_records_nothing(appliance_paths, capsys):
     from appliance import cli
 
     assert cli.main(["add-node", "c2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("appliance add-node: not yet implemented: the appliance CA that signs node certificates comes "
-                           "with appliance/tls.py (issue 27); see docs/scale-out.md, \"Certificates\"")
+    assert err.startswith("appliance add-node: the appliance CA (") and err.count("\n") == 1
+    assert "cannot sign node certificates: No such file or directory; first boot's certificates step makes it" in err
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
 
 
