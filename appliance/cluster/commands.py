@@ -19,7 +19,7 @@ from ..agent.context import AgentContext, Paths
 from ..errors import ApplianceError
 from ..files import atomic_write
 from . import enrol
-from .ca import controller_ca, tls_paths
+from .ca import CertificateAuthority, controller_ca, tls_paths
 from .errors import ClusterError
 from .names import check_node_name
 from .registry import NodeRegistry
@@ -42,7 +42,7 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
                                    "(appliance status)")
     facts = ctx.facts
     token = enrol.add_node(name, profile=ctx.profile, registry=registry_of(paths), controller=facts.hostname,
-                           host=facts.management_ip, ca_of=lambda: controller_ca(tls_paths(paths.config_dir, paths.state_dir)),
+                           host=facts.management_ip, ca_of=lambda: _ready_ca(ctx, paths),
                            now=int(time.time()), lifetime=lifetime)
     if out is not None:
         atomic_write(out, token.text() + "\n", mode=0o600)
@@ -54,6 +54,18 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
           "appliance join --token-file FILE (or the token on its stdin, or join.token in its site config)",
           file=sys.stderr)
     return 0
+
+
+def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
+    """The appliance CA, once this controller can also serve the join: an invitation that no
+    join service could redeem would only mislead, so none is recorded until the profile
+    declares that service (its unit and port)."""
+    ca = controller_ca(tls_paths(paths.config_dir, paths.state_dir))
+    if not ctx.profile.has_service(enrol.JOIN_SERVICE):
+        raise ApplianceError(f"not yet implemented: profile {ctx.profile.name} declares no {enrol.JOIN_SERVICE!r} "
+                             f"service (the join service's unit on port {enrol.JOIN_PORT}) to redeem a token at; "
+                             "docs/scale-out.md, \"What is left\"")
+    return ca
 
 
 def join(paths: Paths, *, token_arg: str | None, token_file: Path | None, say: Say) -> int:

@@ -3,8 +3,9 @@
 order and the refusals are tested without a cloud.
 
 Wired today: names, the registry, token text, token input, expiry, the removal of an
-invitation nobody used, the CA (ca.py over appliance/tls.py). Not yet: the join service the
-node talks to, and ``CloudOps`` on a real cloud; ``NotWiredCloud`` says so in one line.
+invitation nobody used, the CA (ca.py over appliance/tls.py). Not yet: the join service's unit
+(the profile declares no ``JOIN_SERVICE``), and ``CloudOps`` on a real cloud; both say so in
+one line (``NotWiredCloud``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ NODE_ROLE = "compute"
 # The controller's join service, where a node redeems its token over TLS (docs/scale-out.md,
 # "Join flow"); to become a declared port of the profile with the service itself.
 JOIN_PORT = 9777
+# The profile service that runs it (its unit and declared port); no profile declares it yet.
+JOIN_SERVICE = "join"
 # How long an invitation lasts: an hour unless said otherwise; at least 5 minutes (a machine
 # must boot), at most a day (an unused secret should not lie around).
 LIFETIME_DEFAULT = 3600

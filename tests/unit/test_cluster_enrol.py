@@ -281,6 +281,19 @@ def test_add_node_without_a_ca_says_so_and_records_nothing(appliance_paths, caps
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
 
 
+def test_add_node_with_a_ca_stops_at_the_join_service_and_records_nothing(appliance_paths, capsys):
+    from appliance import cli, tls
+    from appliance.cluster.ca import tls_paths
+
+    tls.ensure_certificates(tls_paths(appliance_paths.config_dir, appliance_paths.state_dir), "c1", "10.254.0.10")
+    assert cli.main(["add-node", "c2"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("appliance add-node: not yet implemented: profile trixie-epoxy declares no 'join' service "
+                           "(the join service's unit on port 9777) to redeem a token at; docs/scale-out.md, "
+                           "\"What is left\"")
+    assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
+
+
 def test_remove_node_cancels_an_invitation(appliance_paths, capsys):
     from appliance import cli
 
