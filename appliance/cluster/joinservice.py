@@ -5,7 +5,8 @@ can be redeemed; docs/scale-out.md, "Join flow") reads a ``JoinRequest`` from a 
 answers with ``handle_join``'s bundle, or with the status of its ClusterError (``STATUS``) and
 the error's one line. The order is the point of this module:
 
-1. the request's form is checked (nothing is touched for a malformed one);
+1. the request's form is checked, its certificate request too (ca.check_node_request):
+   nothing is touched for a malformed one, so a bad CSR does not spend the token;
 2. the token is redeemed: the invitation is spent before anything is handed out;
 3. the node's certificate is signed from its request (its key never travels);
 4. its RabbitMQ and Keystone users are made with fresh passwords;
@@ -28,15 +29,15 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .bundle import NodeBundle, parse_bundle
-from .ca import CertificateAuthority
+from .ca import NODE_DAYS, CertificateAuthority, check_node_request
 from .errors import ClusterError
 from .names import check_node_name, node_user
 from .registry import NodeRegistry
 from .token import JoinToken
 
 # HTTP status of each refusal the service answers with (the body is the one line).
-STATUS = {"malformed": 400, "name": 400, "unknown": 403, "mismatch": 403, "used": 409, "expired": 410}
-CERT_DAYS = 825
+STATUS = {"malformed": 400, "name": 400, "csr": 400, "subject": 403, "usage": 403, "unknown": 403, "mismatch": 403,
+          "used": 409, "expired": 410}
 MAX_REQUEST = 16 * 1024
 _CSR = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE REQUEST-----\n?")
 _B64URL = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -117,9 +118,11 @@ class Controller:
 def handle_join(request: JoinRequest, *, peer: str, registry: NodeRegistry, ca: CertificateAuthority,
                 issuer: Issuer, controller: Controller, now: int, new_password: Callable[[], str]) -> NodeBundle:
     """Redeem ``request`` from TCP peer ``peer`` and return the node's bundle (see the module
-    docstring for the order). ClusterError from the registry: unknown, used, expired, mismatch."""
+    docstring for the order). ClusterError: csr, subject, usage (the certificate request,
+    checked before the token is spent); unknown, used, expired, mismatch (the registry)."""
+    check_node_request(request.csr_pem.encode("ascii"), request.name)
     registry.redeem(request.name, request.secret, now=now, address=peer)
-    certificate = ca.sign_node_request(request.csr_pem.encode("ascii"), node=request.name, days=CERT_DAYS)
+    certificate = ca.sign_node_request(request.csr_pem.encode("ascii"), node=request.name, days=NODE_DAYS)
     user = node_user(request.name)
     rabbitmq_password, keystone_password = new_password(), new_password()
     issuer.create_rabbitmq_user(user, rabbitmq_password, request.name)

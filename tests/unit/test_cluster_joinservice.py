@@ -1,9 +1,12 @@
 """The controller's side of a join, socket aside: a request is checked before anything is
 touched, the token is spent before anything is handed out, and a node gets only its own."""
 
+from dataclasses import replace
+
 import pytest
 
 from appliance.cluster.bundle import parse_bundle
+from appliance.cluster.ca import node_key_and_request
 from appliance.cluster.errors import ClusterError
 from appliance.cluster.joinservice import STATUS, Controller, JoinRequest, handle_join, parse_request
 from appliance.cluster.registry import NodeRegistry
@@ -11,7 +14,7 @@ from appliance.cluster.token import JoinToken
 
 NOW = 1_800_000_000
 PEER = "10.254.0.11"
-CSR = "-----BEGIN CERTIFICATE REQUEST-----\nMIIBCDCBrwIBADAN\n-----END CERTIFICATE REQUEST-----\n"
+CSR = node_key_and_request("c2")[1].decode()
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
 CONTROLLER = Controller(hostname="c1", management_ip="10.254.0.10", region="RegionOne",
                         keystone_url="http://c1:5000/v3", metadata_secret="Metadata-secret-0123")
@@ -84,9 +87,14 @@ def test_a_failure_after_the_redeem_leaves_the_token_spent(registry):
 
 # One row per refusal of a well-formed request: nothing is signed or created for any.
 REFUSED = [
-    ("unknown node", lambda r: JoinRequest("c9", "A" * 43, CSR, "10.254.1.11"), NOW, "unknown"),
+    ("unknown node", lambda r: JoinRequest("c9", "A" * 43, node_key_and_request("c9")[1].decode(), "10.254.1.11"),
+     NOW, "unknown"),
     ("wrong secret", lambda r: JoinRequest("c2", "A" * 43, CSR, "10.254.1.11") if invited(r) else None, NOW, "mismatch"),
     ("expired", lambda r: invited(r), NOW + 3600, "expired"),
+    # The certificate request is checked before the token is spent: a bad one leaves it pending.
+    ("a request for another node", lambda r: replace(invited(r), csr_pem=node_key_and_request("c3")[1].decode()),
+     NOW, "subject"),
+    ("a request that does not parse", lambda r: replace(invited(r), csr_pem=CSR.replace("MI", "AA", 1)), NOW, "csr"),
 ]
 
 
@@ -97,6 +105,8 @@ def test_refused_joins_touch_nothing(registry, label, make, now, kind):
         join(registry, request, now=now, ca=ca, issuer=issuer)
     assert caught.value.kind == kind and kind in STATUS
     assert ca.signed == [] and issuer.calls == []
+    if kind in ("subject", "csr"):
+        assert registry.get("c2").state == "invited"
 
 
 def test_the_request_round_trips_and_hides_its_secret(registry):
