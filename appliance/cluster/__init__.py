@@ -2,6 +2,9 @@
 
 ``token``: the single-use, expiring join token (its text form, parsing, checks).
 ``names``: what a node may be called. ``registry``: the controller's record of the nodes it
-invited and those that joined (0600 files under the state directory). ``ca``: the interface
-to the appliance CA that signs each node's certificate. The design: docs/scale-out.md.
+invited and those that joined (0600 files under the state directory). ``ca``: the appliance
+CA (appliance/tls.py) signing each node's client certificate, and the node's key and request.
+``joinservice``: one join on the controller, socket aside; ``joinserver``: its HTTPS socket.
+``bundle``: what a node receives; ``node``: where it keeps it. ``enrol`` and ``commands``:
+the `appliance add-node`, `join` and `remove-node` verbs. The design: docs/scale-out.md.
 """
