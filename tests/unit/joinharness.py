@@ -40,12 +40,19 @@ class RecordingHandler(joinserver.JoinHandler):
     """The service's handler, keeping every byte each connection sent after the handshake."""
 
     received: list[bytearray] = []
+    finished = 0
 
     def setup(self):
         super().setup()
         seen = bytearray()
         type(self).received.append(seen)
         self.rfile = _Tee(self.rfile, seen)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            type(self).finished += 1
 
 
 class _Tee:
@@ -79,8 +86,13 @@ class Service:
     def port(self) -> int:
         return self.server.server_address[1]
 
-    @property
-    def received(self) -> list[bytearray]:
+    def received(self, connections: int) -> list[bytearray]:
+        """What each connection sent after its handshake, once the service is done with
+        ``connections`` of them (a client may return before the service's thread has read
+        its close)."""
+        deadline = time.monotonic() + 5
+        while RecordingHandler.finished < connections and time.monotonic() < deadline:
+            time.sleep(0.01)
         return RecordingHandler.received
 
     def invite(self, name: str = "c2", *, ago: int = 0, lifetime: int = 3600, pin: str | None = None) -> JoinToken:
@@ -112,7 +124,7 @@ def start(base: Path, *, issuer: FakeIssuer | None = None, server_address: str =
         controller=Controller(hostname="c1", management_ip=HOST, region="RegionOne",
                               keystone_url="http://c1:5000/v3", metadata_secret=METADATA_SECRET),
         new_password=lambda: next(passwords))
-    RecordingHandler.received = []
+    RecordingHandler.received, RecordingHandler.finished = [], 0
     server = joinserver.JoinServer((HOST, 0), context=joinserver.server_context(*joinserver.server_files(paths)),
                                    answer=answer, handler=RecordingHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
