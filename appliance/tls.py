@@ -2,8 +2,9 @@
 
 Both are made on the appliance at first boot (never in the image) with python3-cryptography,
 which the appliance already carries for openstacksdk: an EC P-256 key each, SHA-256
-signatures. The CA signs exactly one certificate, the dashboard's, for the appliance's host
-name and management address. Private keys are written 0600 and never logged; the CA
+signatures. Here the CA signs one certificate, the dashboard's, for the appliance's host name
+and management address; scale-out (cluster/ca.py) has it sign the join service's and, for
+clientAuth only, its nodes' too. Private keys are written 0600 and never logged; the CA
 certificate is public (an operator fetches it and trusts it, checking its fingerprint).
 
 Works with python3-cryptography 38 (Debian 12) and later: no API newer than that is needed.
@@ -95,8 +96,8 @@ def _cert_pem(cert) -> str:
 
 
 def make_ca(hostname: str, now: datetime.datetime):
-    """(key, certificate) of a new CA named after the appliance; it may sign server
-    certificates only (path length 0)."""
+    """(key, certificate) of a new CA named after the appliance; it may sign no other CA
+    (path length 0)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
