@@ -172,26 +172,40 @@ def _load(path: Path, loader):
         return None
 
 
-def ensure_certificates(paths: TlsPaths, hostname: str, address: str,
-                        now: datetime.datetime | None = None) -> list[str]:
-    """Make what is missing or no longer fits: the CA (only when its key or certificate is
-    missing or unreadable; a new CA means a new server certificate too), then the server
-    certificate. Returns what was done, one phrase each (no key material); [] when
-    everything was in place."""
+def ensure_ca(paths: TlsPaths, hostname: str, now: datetime.datetime | None = None):
+    """(CA key, CA certificate, what was done) with the CA made only when its key or
+    certificate is missing, unreadable or not a pair; ``done`` is ["made a new CA"] or [].
+    The CA exists whatever else the appliance serves: the dashboard's certificate, the join
+    service's and its nodes' certificates are all signed by it (docs/scale-out.md)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    done = []
     paths.private_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     paths.public_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
     ca_key = _load(paths.ca_key, lambda data: serialization.load_pem_private_key(data, password=None))
     ca_cert = _load(paths.ca_cert, x509.load_pem_x509_certificate)
-    if ca_key is None or ca_cert is None or ca_cert.public_key().public_numbers() != ca_key.public_key().public_numbers():
-        ca_key, ca_cert = make_ca(hostname, now)
-        atomic_write(paths.ca_key, _key_pem(ca_key), mode=0o600)
-        atomic_write(paths.ca_cert, _cert_pem(ca_cert), mode=0o644)
-        done.append("made a new CA")
+    if ca_key is not None and ca_cert is not None and _paired(ca_key, ca_cert):
+        return ca_key, ca_cert, []
+    ca_key, ca_cert = make_ca(hostname, now)
+    atomic_write(paths.ca_key, _key_pem(ca_key), mode=0o600)
+    atomic_write(paths.ca_cert, _cert_pem(ca_cert), mode=0o644)
+    return ca_key, ca_cert, ["made a new CA"]
+
+
+def _paired(key, cert) -> bool:
+    return cert.public_key().public_numbers() == key.public_key().public_numbers()
+
+
+def ensure_certificates(paths: TlsPaths, hostname: str, address: str,
+                        now: datetime.datetime | None = None) -> list[str]:
+    """Make what is missing or no longer fits: the CA (``ensure_ca``; a new CA means a new
+    server certificate too), then the dashboard's server certificate. Returns what was done,
+    one phrase each (no key material); [] when everything was in place."""
+    from cryptography import x509
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    ca_key, ca_cert, done = ensure_ca(paths, hostname, now)
     cert = _load(paths.server_cert, x509.load_pem_x509_certificate)
     problem = "missing" if cert is None or not paths.server_key.exists() else \
         server_cert_problem(cert, ca_cert, hostname, address, now)
@@ -201,6 +215,16 @@ def ensure_certificates(paths: TlsPaths, hostname: str, address: str,
         atomic_write(paths.server_cert, _cert_pem(cert), mode=0o644)
         done.append(f"issued the dashboard's certificate for {hostname} and {address} (was: {problem})")
     return done
+
+
+def ca_fits(paths: TlsPaths) -> bool:
+    """The CA's part of the step's "done already?": its key and certificate there, a pair."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca_key = _load(paths.ca_key, lambda data: serialization.load_pem_private_key(data, password=None))
+    ca_cert = _load(paths.ca_cert, x509.load_pem_x509_certificate)
+    return ca_key is not None and ca_cert is not None and _paired(ca_key, ca_cert)
 
 
 def certificates_fit(paths: TlsPaths, hostname: str, address: str) -> bool:

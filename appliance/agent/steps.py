@@ -26,7 +26,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("secrets", "generate this appliance's secrets", bind(host.generate_secrets),
              still_done=lambda: ctx.paths.secrets.exists()),
         # Before Apache first starts (with the servers): it refuses to start without them.
-        Step("certificates", "the dashboard's CA and HTTPS certificate", bind(dashboard.certificates),
+        Step("certificates", "the appliance CA and the dashboard's HTTPS certificate", bind(dashboard.certificates),
              still_done=bind(dashboard.certificates_done)),
         Step("configs", "render the configuration files", bind(host.write_configs)),
         *backend.chassis_steps(ctx),

@@ -1,13 +1,15 @@
-"""The dashboard's first-boot work: its CA and certificate, and switching it off.
+"""The appliance CA, the dashboard's certificate, and switching the dashboard off.
 
 Horizon itself is configured like every service (rendered files, its unit started with the
 OpenStack servers); what it needs beyond that is a certificate, made here before Apache
-starts, and, where the site config turns it off, its units kept masked.
+starts, and, where the site config turns it off, its units kept masked. The CA that signs
+that certificate is made whether the dashboard runs or not: the join service and the nodes'
+certificates need it too (docs/scale-out.md, "Certificates").
 """
 
 from __future__ import annotations
 
-from ..tls import TlsPaths, certificates_fit, ensure_certificates, fingerprint
+from ..tls import TlsPaths, ca_fits, certificates_fit, ensure_ca, ensure_certificates, fingerprint
 from .context import AgentContext
 from .system import log, systemctl, unit_is_active
 
@@ -20,13 +22,16 @@ def dashboard_on(ctx: AgentContext) -> bool:
 
 
 def certificates(ctx: AgentContext, paths: TlsPaths = TlsPaths()) -> None:
-    """The appliance's CA and the dashboard's certificate for this host's name and management
-    address: made when missing, issued again when they no longer fit (appliance/tls.py). A
-    running Apache is reloaded to serve a new certificate."""
-    if not dashboard_on(ctx):
-        log("dashboard: turned off by the site config (dashboard.enabled: false); no certificate made")
-        return
+    """The appliance's CA, always, and while the dashboard runs its certificate for this
+    host's name and management address: made when missing, issued again when they no longer
+    fit (appliance/tls.py). A running Apache is reloaded to serve a new certificate."""
     facts = ctx.facts
+    if not dashboard_on(ctx):
+        # `add-node` refuses without a CA: a site without the dashboard may still take nodes.
+        for line in ensure_ca(paths, facts.hostname)[2]:
+            log(f"appliance CA: {line}")
+        log("dashboard: turned off by the site config (dashboard.enabled: false); no certificate made for it")
+        return
     done = ensure_certificates(paths, facts.hostname, facts.management_ip)
     for line in done:
         log(f"dashboard TLS: {line}")
@@ -37,7 +42,7 @@ def certificates(ctx: AgentContext, paths: TlsPaths = TlsPaths()) -> None:
 
 def certificates_done(ctx: AgentContext, paths: TlsPaths = TlsPaths()) -> bool:
     if not dashboard_on(ctx):
-        return True
+        return ca_fits(paths)
     facts = ctx.facts
     return certificates_fit(paths, facts.hostname, facts.management_ip)
 

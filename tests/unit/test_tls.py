@@ -89,3 +89,48 @@ def test_fingerprint_is_what_openssl_prints_and_the_chain_verifies(paths):
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(paths.ca_cert), "-verify_ip", ADDRESS,
                              "-purpose", "sslserver", str(paths.server_cert)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+class _Ctx:
+    """What the certificates step reads of an AgentContext."""
+
+    def __init__(self, dashboard: bool):
+        from appliance.render import HostFacts
+        from appliance.sitefile import load_site
+        from pipeline.profiles import load_profile
+
+        self.profile = load_profile("trixie-epoxy")
+        site = load_site(None, self.profile)
+        if not dashboard:
+            import dataclasses
+
+            site = dataclasses.replace(site, dashboard=dataclasses.replace(site.dashboard, enabled=False))
+        self.active_profile = self.profile.active(site)
+        self.facts = HostFacts(hostname=HOST, management_ip=ADDRESS, overlay_ip=ADDRESS)
+
+
+# One row per dashboard switch: the CA is made either way (add-node needs it to sign the
+# join service's and the nodes' certificates); the dashboard's certificate only with it.
+STEP_ROWS = [("dashboard on", True, True), ("dashboard off", False, False)]
+
+
+@pytest.mark.parametrize("label,dashboard,server_cert", STEP_ROWS, ids=[r[0] for r in STEP_ROWS])
+def test_the_certificates_step_makes_the_ca_whatever_the_dashboard(paths, tmp_path, monkeypatch, label, dashboard,
+                                                                     server_cert):
+    from appliance.agent import steps_dashboard
+    from appliance.cluster.ca import controller_ca
+
+    monkeypatch.setenv("APPLIANCE_AGENT_LOG", str(tmp_path / "agent.log"))
+    monkeypatch.setattr(steps_dashboard, "unit_is_active", lambda unit: False)
+    ctx = _Ctx(dashboard)
+    assert not steps_dashboard.certificates_done(ctx, paths)
+    steps_dashboard.certificates(ctx, paths)
+    assert oct(paths.ca_key.stat().st_mode & 0o777) == "0o600"
+    assert controller_ca(paths).ca_sha256()  # what add-node asks of it
+    assert (paths.server_key.exists(), paths.server_cert.exists()) == (server_cert, server_cert)
+    assert steps_dashboard.certificates_done(ctx, paths)
+    ca = paths.ca_cert.read_bytes()
+    steps_dashboard.certificates(ctx, paths)  # run again: the CA stays
+    assert paths.ca_cert.read_bytes() == ca
+    paths.ca_key.unlink()
+    assert not steps_dashboard.certificates_done(ctx, paths)
