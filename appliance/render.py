@@ -77,7 +77,11 @@ def rabbitmq_password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + secret).digest()).decode("ascii")
 
 
-def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str]) -> dict:
+def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str],
+                     node: object | None = None) -> dict:
+    """What every template sees. ``node``: on a compute node, its configuration from the join
+    (cluster.nodeconf.NodeConfig), which the role's node templates render from; a controller
+    has none, and a template that asks for it fails naming the missing bundle."""
     controller = host.hostname
     identity = profile.identity
     public_url = f"http://{controller}:{identity.public_port}"
@@ -130,6 +134,9 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         "database_url": database_url,
         # Where the dashboard's CA and certificate live (made at first boot, not rendered).
         "tls": TlsPaths(),
+        "node": node if node is not None else jinja2.StrictUndefined(
+            hint="a compute node's files are rendered from its join bundle (node.yaml), and there is none",
+            name="node"),
     }
 
 
@@ -145,9 +152,11 @@ def _environment(templates: Path) -> jinja2.Environment:
 
 
 def render_files(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str],
-                 templates: Path | None = None) -> list[RenderedFile]:
+                 templates: Path | None = None, *, node: object | None = None) -> list[RenderedFile]:
+    """Every file of ``profile`` this site runs, rendered in memory (``node``: see
+    template_context). ApplianceError naming the template for one that fails."""
     env = _environment(templates or overlay_dir())
-    context = template_context(profile, site, host, secrets)
+    context = template_context(profile, site, host, secrets, node)
     rendered = []
     # Only the services this site runs: a switched-off service writes nothing.
     for spec in profile.active(site).files():
@@ -204,9 +213,17 @@ def render_site(profile: Profile, site_path: Path | None, out_dir: Path) -> list
     from .sitefile import JOIN_ROLE, load_site
 
     site = load_site(site_path, profile)
+    node = None
     if site.join is not None:
-        # What the machine that site describes writes: a node's files, not a controller's.
+        from .cluster.nodeconf import preview
+        from .site_checks import join_token
+
+        # What the machine that site describes writes: a node's files, not a controller's,
+        # with placeholders where the controller's answer to its join will be.
         profile = profile_for_role(profile, JOIN_ROLE)
+        token = join_token(site, str(site_path), site_path.parent if site_path else None)
+        node = preview(token.name, token.host)
     secrets = {**placeholder_secrets(profile), **site.secrets}
-    files = render_files(profile, site, HostFacts.from_site(site), secrets)
+    files = render_files(profile, site, HostFacts.from_site(site, hostname=node.node if node else PREVIEW_HOSTNAME),
+                         secrets, node=node)
     return write_files(files, out_dir)

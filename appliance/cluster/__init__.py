@@ -5,6 +5,7 @@
 invited and those that joined (0600 files under the state directory). ``ca``: the appliance
 CA (appliance/tls.py) signing each node's client certificate, and the node's key and request.
 ``joinservice``: one join on the controller, socket aside; ``joinserver``: its HTTPS socket.
-``bundle``: what a node receives; ``node``: where it keeps it. ``enrol`` and ``commands``:
-the `appliance add-node`, `join` and `remove-node` verbs. The design: docs/scale-out.md.
+``bundle``: what a node receives; ``node``: where it keeps it; ``nodeconf``: the node's own
+configuration made from it. ``enrol`` and ``commands``: the `appliance add-node`, `join` and
+`remove-node` verbs. The design: docs/scale-out.md.
 """
