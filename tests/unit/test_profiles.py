@@ -16,14 +16,22 @@ def test_all_profiles_exist():
     assert available_profiles() == ["bookworm-zed", "trixie-epoxy", "xenial-newton"]
 
 
+def _files_of_every_role(name):
+    """The files of each role of profile ``name``: a node's templates are used there only."""
+    from appliance.roles import profile_for_role
+
+    profile = load_profile(name)
+    return [spec for role in profile.role_names() for spec in profile_for_role(profile, role).files()]
+
+
 @pytest.mark.parametrize("name", ["bookworm-zed", "trixie-epoxy", "xenial-newton"])
 def test_profile_templates_exist(name):
-    for spec in load_profile(name).files():
+    for spec in _files_of_every_role(name):
         assert (REPO_OVERLAYS / spec.template).is_file(), spec.template
 
 
 def test_every_template_is_used_by_a_profile():
-    used = {spec.template for name in available_profiles() for spec in load_profile(name).files()}
+    used = {spec.template for name in available_profiles() for spec in _files_of_every_role(name)}
     templates = {str(p.relative_to(REPO_OVERLAYS)) for p in REPO_OVERLAYS.rglob("*.j2")}
     helpers = {t for t in templates if Path(t).name.startswith("_")}
     assert templates - helpers == used

@@ -1,19 +1,34 @@
 """Roles are profile data: the compute role of trixie-epoxy is a subset of the controller's
-services that holds none of the controller's secrets, and bad role or port data is refused
+services that holds none of the controller's secrets (its nova.conf and metadata agent ini
+come from node templates and the node's join bundle), and bad role or port data is refused
 naming the field."""
 
 import copy
 
 import pytest
 
+from appliance.cluster.node import NodeFiles
+from appliance.cluster.nodeconf import NodeConfig, preview
+from appliance.cluster.token import JoinToken, new_secret
 from appliance.credentials import placeholder_secrets
 from appliance.errors import ApplianceError, ConfigError
 from appliance.profile_delta import resolve_profile_file
 from appliance.profiles import parse_profile
-from appliance.render import HostFacts, render_files
+from appliance.render import HostFacts, render_files, render_site
 from appliance.roles import profile_for_role
 from appliance.site import SiteConfig
 from pipeline.profiles import load_profile, profile_path
+
+from .ini import parse_ini
+
+# What the controller's answer to c2's join holds (cluster/bundle.py), its secrets unlike
+# any of the controller's own: whatever a node file holds must come from here.
+NODE = NodeConfig(node="c2", controller="c1", controller_ip="10.254.0.10", region="RegionOne",
+                  keystone_url="http://c1:5000/v3", rabbitmq_user="node-c2", rabbitmq_password="Rabbit-pass-0123",
+                  keystone_user="node-c2", keystone_password="Keystone-pass-0123",
+                  metadata_secret="Metadata-secret-0123", key_file="/etc/appliance/tls/node.key",
+                  certificate_file="/etc/appliance/tls/node.crt", ca_file="/etc/appliance/tls/ca.crt")
+NODE_FACTS = HostFacts(hostname="c2", management_ip="10.254.0.11", overlay_ip="10.254.0.11")
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +64,109 @@ def test_compute_listens_only_on_ssh_and_loopback_ovsdb(compute):
     assert {(p.port, p.bind) for svc in compute.services for p in svc.ports} == {(22, "any"), (6640, "loopback")}
 
 
-def test_compute_files_hold_none_of_the_controllers_secrets(epoxy, compute):
-    """Rendered with every controller secret as a placeholder, no compute file names one:
-    no admin rc, no database URL, no service password."""
-    secrets = placeholder_secrets(epoxy)
-    files = render_files(compute, SiteConfig(), HostFacts.from_site(SiteConfig(), hostname="c2"), secrets)
-    paths = {f.spec.path for f in files}
-    assert "/etc/nova/nova-compute.conf" in paths and "/root/rc.admin" not in paths
-    for item in files:
-        for name, value in secrets.items():
+@pytest.fixture(scope="module")
+def node_files(epoxy, compute):
+    """The compute role's files for NODE, rendered with every controller secret as a
+    placeholder (a controller's secrets file as the node must never see it)."""
+    return {f.spec.path: f for f in render_files(compute, SiteConfig(), NODE_FACTS, placeholder_secrets(epoxy),
+                                                 node=NODE)}
+
+
+def test_compute_files_hold_none_of_the_controllers_secrets(epoxy, node_files):
+    """No compute file names a controller secret: no admin rc, no database URL, no service
+    password; its nova.conf and metadata agent ini are the node's own. (The metadata secret
+    is one per cloud: the node's copy comes from its bundle, never from the controller's
+    secrets file, which is what this proves for it.)"""
+    assert {"/etc/nova/nova.conf", "/etc/nova/nova-compute.conf",
+            "/etc/neutron/neutron_ovn_metadata_agent.ini"} <= set(node_files)
+    assert "/root/rc.admin" not in node_files and "/etc/neutron/neutron.conf" not in node_files
+    for item in node_files.values():
+        for name, value in placeholder_secrets(epoxy).items():
             assert value not in item.content, f"{item.spec.path} holds {name}"
+        for name in ("nova", "neutron", "placement", "glance", "openstack", "admin"):
+            assert f"username = {name}\n" not in item.content, f"{item.spec.path} authenticates as {name}"
+
+
+def _option(text: str, section: str, key: str):
+    return parse_ini(text, merge_duplicates=False).get(section, {}).get(key)
+
+
+NOVA, AGENT = "/etc/nova/nova.conf", "/etc/neutron/neutron_ovn_metadata_agent.ini"
+AUTH = "http://c1:5000/v3"
+# One row per option a node file must hold, and what: (label, file, section, key, value).
+NODE_OPTIONS = [
+    ("rpc as the node's user", NOVA, "DEFAULT", "transport_url", "rabbit://node-c2:Rabbit-pass-0123@10.254.0.10:5672/"),
+    ("libvirt LXC as on the controller", NOVA, "libvirt", "virt_type", "lxc"),
+    ("the same instance id map", NOVA, "libvirt", "uid_maps", "0:100000:65536"),
+    ("the node's address", NOVA, "DEFAULT", "my_ip", "10.254.0.11"),
+    ("images from the controller's glance", NOVA, "glance", "api_servers", "http://10.254.0.10:9292"),
+    ("authtoken user", NOVA, "keystone_authtoken", "username", "node-c2"),
+    ("authtoken password", NOVA, "keystone_authtoken", "password", "Keystone-pass-0123"),
+    ("authtoken keystone", NOVA, "keystone_authtoken", "www_authenticate_uri", AUTH),
+    ("placement user", NOVA, "placement", "username", "node-c2"),
+    ("placement keystone", NOVA, "placement", "auth_url", AUTH),
+    ("placement region", NOVA, "placement", "region_name", "RegionOne"),
+    ("neutron user", NOVA, "neutron", "username", "node-c2"),
+    ("neutron password", NOVA, "neutron", "password", "Keystone-pass-0123"),
+    ("service token user", NOVA, "service_user", "username", "node-c2"),
+    ("service token sent", NOVA, "service_user", "send_service_user_token", "true"),
+    ("metadata API on the controller", AGENT, "DEFAULT", "nova_metadata_host", "10.254.0.10"),
+    ("metadata API port", AGENT, "DEFAULT", "nova_metadata_port", "8775"),
+    ("the cloud's metadata secret", AGENT, "DEFAULT", "metadata_proxy_shared_secret", "Metadata-secret-0123"),
+    ("southbound over TLS", AGENT, "ovn", "ovn_sb_connection", "ssl:10.254.0.10:6642"),
+    ("southbound key", AGENT, "ovn", "ovn_sb_private_key", "/etc/appliance/tls/node.key"),
+    ("southbound certificate", AGENT, "ovn", "ovn_sb_certificate", "/etc/appliance/tls/node.crt"),
+    ("southbound CA", AGENT, "ovn", "ovn_sb_ca_cert", "/etc/appliance/tls/ca.crt"),
+    ("the node's own OVSDB", AGENT, "ovs", "ovsdb_connection", "tcp:127.0.0.1:6640"),
+]
+
+
+@pytest.mark.parametrize("label,path,section,key,value", NODE_OPTIONS, ids=[r[0] for r in NODE_OPTIONS])
+def test_node_files_hold_the_nodes_configuration(node_files, label, path, section, key, value):
+    assert _option(node_files[path].content, section, key) == value
+
+
+# One row per thing a node file must not have: (label, file, section, key or None for the
+# whole section).
+NODE_ABSENT = [
+    ("no nova database", NOVA, "database", None),
+    ("no nova API database", NOVA, "api_database", None),
+    ("no metadata secret for nova-compute", NOVA, "neutron", "metadata_proxy_shared_secret"),
+    ("no memcached of the controller's", NOVA, "keystone_authtoken", "memcached_servers"),
+    ("no API workers", NOVA, "DEFAULT", "enabled_apis"),
+]
+
+
+@pytest.mark.parametrize("label,path,section,key", NODE_ABSENT, ids=[r[0] for r in NODE_ABSENT])
+def test_node_files_leave_out_what_only_the_controller_has(node_files, label, path, section, key):
+    sections = parse_ini(node_files[path].content, merge_duplicates=False)
+    if key is None:
+        assert section not in sections
+    else:
+        assert key not in sections.get(section, {})
+
+
+def test_node_files_keep_their_secrets_private(node_files):
+    for path in (NOVA, AGENT):
+        assert node_files[path].spec.holds_secrets, path
+
+
+def test_a_node_file_without_a_bundle_says_so(epoxy, compute):
+    with pytest.raises(ApplianceError, match="rendered from its join bundle"):
+        render_files(compute, SiteConfig(), NODE_FACTS, placeholder_secrets(epoxy))
+
+
+def test_invoke_render_of_a_joining_site_previews_the_nodes_files(tmp_path):
+    token = JoinToken(name="c2", host="10.254.0.10", port=9777, expires=2_000_000_000, ca_sha256="a" * 64,
+                      secret=new_secret())
+    site = tmp_path / "site.yaml"
+    site.write_text(f"join: {{token: '{token.text()}'}}\n")
+    render_site(load_profile("trixie-epoxy"), site, tmp_path / "out")
+    nova = (tmp_path / "out/etc/nova/nova.conf").read_text()
+    assert _option(nova, "DEFAULT", "transport_url") == \
+        "rabbit://node-c2:PLACEHOLDER-node-rabbitmq_password@10.254.0.10:5672/"
+    assert preview("c2", "10.254.0.10").key_file == str(NodeFiles().key)
+    assert not (tmp_path / "out/root/rc.admin").exists()
 
 
 def test_the_nodes_reach_the_metadata_api_and_the_southbound_database(epoxy):
@@ -97,12 +205,12 @@ BAD = [
      "service 'host' is named twice"),
     ("unknown unit", lambda d: _role(d)[1]["units"].append("nova-api-x"), "roles.compute.services[1].units[6]",
      "service nova has no nova-api-x"),
-    ("unknown file", lambda d: _role(d)[1]["files"].append("/etc/nova/other.conf"), "roles.compute.services[1].files[5]",
+    ("unknown file", lambda d: _role(d)[1]["files"].append("/etc/nova/other.conf"), "roles.compute.services[1].files[6]",
      "service nova has no /etc/nova/other.conf"),
     ("unknown port", lambda d: _role(d)[2]["ports"].append(6650), "roles.compute.services[2].ports[1]",
      "service ovn has no 6650"),
-    ("template for a file not kept", lambda d: _role(d)[1].update(templates={"/etc/nova/nova.conf": "x.j2"}),
-     "roles.compute.services[1].templates", "/etc/nova/nova.conf is not a file this role writes"),
+    ("template for a file not kept", lambda d: _role(d)[1].update(templates={"/etc/nova/policy.yaml": "x.j2"}),
+     "roles.compute.services[1].templates", "/etc/nova/policy.yaml is not a file this role writes"),
     ("unknown role key", lambda d: d["roles"]["compute"].update(units=[]), "roles.compute.units", "unknown key"),
     ("nodes on a management port", lambda d: _service(d, "rabbitmq")["ports"][0].update(nodes="tcp"),
      "services[2].ports[0].nodes", "only a loopback port opens to the nodes (this one is bound to management"),
