@@ -116,6 +116,10 @@ class Service:
     # Names of secrets this service needs beyond database and Keystone passwords, generated
     # per appliance like every other (appliance.credentials).
     secrets: tuple[str, ...] = ()
+    # Started by an `appliance` command while it is needed (the join service: by add-node,
+    # while an invitation can be redeemed), never by first boot: its units are not among
+    # ``Profile.units()`` and its ports are closed while it does not run.
+    on_demand: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,7 +266,8 @@ class Profile:
         return [f for svc in self.services for f in svc.files]
 
     def units(self) -> list[str]:
-        return [u for svc in self.services for u in svc.units]
+        """The units first boot starts and status and the smoke expect up: not on-demand ones."""
+        return [u for svc in self.services if not svc.on_demand for u in svc.units]
 
     def endpoints(self) -> list[Endpoint]:
         return [svc.endpoint for svc in self.services if svc.endpoint]

@@ -138,8 +138,10 @@ INFRA_SERVICES = {"host", "mariadb", "rabbitmq", "memcached", "keystone", "clien
 
 
 def _openstack_units(ctx: AgentContext) -> list[str]:
-    """Units of the services this site runs (a switched-off dashboard's are not started)."""
-    return [u for svc in ctx.active_profile.services if svc.name not in INFRA_SERVICES for u in svc.units]
+    """Units of the services this site runs (a switched-off dashboard's are not started, nor
+    an on-demand service's: `appliance add-node` starts the join service)."""
+    return [u for svc in ctx.active_profile.services if svc.name not in INFRA_SERVICES and not svc.on_demand
+            for u in svc.units]
 
 
 def _gated(ctx: AgentContext) -> set[str]:
