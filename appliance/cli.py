@@ -11,6 +11,7 @@ units run on the appliance.
   appliance add-node NAME          invite a compute node: prints its single-use join token
   appliance join [--token-file F]  join a controller's cloud (token on stdin or in F)
   appliance remove-node NAME       remove a node (or cancel its invitation)
+  appliance join-service           the join service (its unit runs it; add-node starts that)
   appliance external-network|dhcp  boot-time units' commands
   appliance migrate-image          build time, in the image chroot
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     _cluster_commands(sub)
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     args = parser.parse_args(argv)
-    if args.command in ("add-node", "join", "remove-node"):
+    if args.command in ("add-node", "join", "remove-node", "join-service"):
         return _cluster(args)
     if args.command == "selftest":
         return _selftest(args)
@@ -153,6 +154,8 @@ def _cluster_commands(sub) -> None:
                                           "instances live there), or cancel its invitation")
     remove.add_argument("name")
     remove.add_argument("--force", action="store_true", help="remove it even though instances live there (they are lost)")
+    _command(sub, "join-service", "on the controller, run by appliance-join.service (which add-node starts): answer "
+                                  "joins while an invitation can be redeemed")
 
 
 def _cluster(args) -> int:
@@ -164,6 +167,8 @@ def _cluster(args) -> int:
             return commands.add_node(paths, args.name, expires=args.expires, out=args.out, say=say)
         if args.command == "join":
             return commands.join(paths, token_arg=args.token, token_file=args.token_file, say=say)
+        if args.command == "join-service":
+            return commands.join_service(paths, say=say)
         return commands.remove_node(paths, args.name, force=args.force, say=say)
     except ApplianceError as exc:
         print(f"appliance {args.command}: {exc}", file=sys.stderr)

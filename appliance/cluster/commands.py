@@ -58,14 +58,23 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
 
 def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
     """The appliance CA, once this controller can also serve the join: an invitation that no
-    join service could redeem would only mislead, so none is recorded until the profile
-    declares that service (its unit and port)."""
+    join service could redeem would only mislead, so none is recorded until the service can
+    answer (``enrol.cloud_issuer``; the profile declares its unit and port already)."""
     ca = controller_ca(tls_paths(paths.config_dir, paths.state_dir))
-    if not ctx.profile.has_service(enrol.JOIN_SERVICE):
-        raise ApplianceError(f"not yet implemented: profile {ctx.profile.name} declares no {enrol.JOIN_SERVICE!r} "
-                             f"service (the join service's unit on port {enrol.JOIN_PORT}) to redeem a token at; "
-                             "docs/scale-out.md, \"What is left\"")
+    enrol.cloud_issuer()
     return ca
+
+
+def join_service(paths: Paths, *, say: Say) -> int:
+    """`appliance join-service`, what appliance-join.service runs on the controller: answer
+    joins on the management address while an invitation can be redeemed. Refused in one line
+    until the cloud side of a join exists (``enrol.cloud_issuer``); add-node does not start
+    it before then."""
+    ctx = AgentContext.load(paths)
+    enrol.require_role(ctx.profile)
+    enrol.join_port(ctx.profile)
+    enrol.cloud_issuer()
+    return 0
 
 
 def join(paths: Paths, *, token_arg: str | None, token_file: Path | None, say: Say) -> int:

@@ -3,9 +3,9 @@
 order and the refusals are tested without a cloud.
 
 Wired today: names, the registry, token text, token input, expiry, the removal of an
-invitation nobody used, the CA (ca.py over appliance/tls.py). Not yet: the join service's unit
-(the profile declares no ``JOIN_SERVICE``), and ``CloudOps`` on a real cloud; both say so in
-one line (``NotWiredCloud``).
+invitation nobody used, the CA (ca.py over appliance/tls.py), the join service as profile
+data (service ``JOIN_SERVICE``: its unit and port). Not yet: the cloud side of a join
+(``cloud_issuer``) and ``CloudOps`` on a real cloud; both say so in one line.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from .token import JoinToken, check_not_expired, parse_token, utc
 
 # The role a node joins as (profile data: Profile.roles).
 NODE_ROLE = "compute"
-# The controller's join service, where a node redeems its token over TLS (docs/scale-out.md,
-# "Join flow"); to become a declared port of the profile with the service itself.
-JOIN_PORT = 9777
-# The profile service that runs it (its unit and declared port); no profile declares it yet.
+# The profile service of the controller's join service, where a node redeems its token over
+# TLS (docs/scale-out.md, "Join flow"): its unit and its one declared port.
 JOIN_SERVICE = "join"
 # How long an invitation lasts: an hour unless said otherwise; at least 5 minutes (a machine
 # must boot), at most a day (an unused secret should not lie around).
@@ -59,16 +57,35 @@ def require_role(profile: Profile) -> None:
                                    "or join another's cloud (scale-out needs ML2/OVN, e.g. trixie-epoxy)")
 
 
+def join_port(profile: Profile) -> int:
+    """The port the profile declares for its join service (trixie-epoxy: 9777), which a token
+    names; ClusterError(kind="role") for a profile that declares no join service."""
+    if not profile.has_service(JOIN_SERVICE) or not profile.service(JOIN_SERVICE).ports:
+        raise ClusterError("role", f"profile {profile.name} declares no {JOIN_SERVICE!r} service with a port: this "
+                                   "appliance has no join service for a node to redeem a token at")
+    return profile.service(JOIN_SERVICE).ports[0].port
+
+
+def cloud_issuer():
+    """The cloud side of a join on this controller (joinservice.Issuer: a node's RabbitMQ and
+    Keystone users, the allow-list). Not written yet: ApplianceError saying so, which add-node
+    and the join service's unit meet before any invitation is recorded or any token spent."""
+    raise ApplianceError("not yet implemented: the join service cannot create a node's RabbitMQ and Keystone "
+                         "users or allow-list it yet, so no invitation is recorded and the service is not "
+                         "started; docs/scale-out.md, \"What is left\"")
+
+
 def add_node(name: str, *, profile: Profile, registry: NodeRegistry, controller: str, host: str,
              ca_of: Callable[[], CertificateAuthority], now: int, lifetime: int) -> JoinToken:
     """Invite node ``name``: the token to print. ``controller``: this host's name; ``host``:
     its management address; ``ca_of``: the appliance CA (asked only once the name is free,
     so every refusal about the name comes first). The invitation is recorded last."""
     require_role(profile)
+    port = join_port(profile)
     registry.check_free(name, controller=controller, now=now)
     fingerprint = ca_of().ca_sha256()
     node, secret = registry.invite(name, controller=controller, now=now, lifetime=lifetime)
-    return JoinToken(name=name, host=host, port=JOIN_PORT, expires=node.expires_at, ca_sha256=fingerprint,
+    return JoinToken(name=name, host=host, port=port, expires=node.expires_at, ca_sha256=fingerprint,
                      secret=secret)
 
 

@@ -1,6 +1,8 @@
 """The smoke's listener check (pure logic): every TCP listener declared, none wider than
 declared. The rows are listeners seen on a booted appliance before issue 13's fixes."""
 
+import re
+
 import pytest
 
 from pipeline.profiles import load_profile
@@ -60,3 +62,51 @@ def test_ports_the_nodes_reach_open_only_with_members(listener, has_members, pro
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_the_join_service_may_listen_on_the_management_address_while_it_runs():
+    assert undeclared_listeners([(MGMT, 9777, "python3")], load_profile("trixie-epoxy"), MGMT) == []
+    problems = undeclared_listeners([("0.0.0.0", 9777, "python3")], load_profile("trixie-epoxy"), MGMT)
+    assert len(problems) == 1 and "wider than join's declared management" in problems[0]
+
+
+class _Host:
+    """What ports_bound asks of a host: `ss -Hltn`, one listening socket a line."""
+
+    def __init__(self, sockets):
+        self.lines = [f"LISTEN 0 128 {address}:{port} 0.0.0.0:*" for address, port in sockets]
+
+    def check_output(self, command):
+        assert command == "ss -Hltn"
+        return "\n".join(self.lines) + "\n"
+
+
+def _fresh_sockets(profile):
+    """Every declared port on its declared address, as a fresh appliance binds them: the
+    on-demand join service is not running."""
+    where = {"loopback": "127.0.0.1", "management": MGMT, "any": "0.0.0.0"}
+    return [(where[p.bind], p.port) for svc in profile.services if not svc.on_demand for p in svc.ports]
+
+
+# One row per state of the join service's port: (label, its sockets, started, problem).
+JOIN_ROWS = [
+    ("closed on a fresh appliance", [], False, None),
+    ("listening though not started", [(MGMT, 9777)], False,
+     "join: port 9777 listens on ['10.254.0.10'], though join runs only on demand"),
+    ("started: on the management address", [(MGMT, 9777)], True, None),
+    ("started: not listening", [], True, "join: nothing listens on 9777"),
+    ("started: on every address", [("0.0.0.0", 9777)], True, "join: port 9777 on ['0.0.0.0'], expected only"),
+]
+
+
+@pytest.mark.parametrize("label,sockets,running,problem", JOIN_ROWS, ids=[r[0] for r in JOIN_ROWS])
+def test_the_join_service_port_is_closed_unless_started(label, sockets, running, problem):
+    from pipeline.smoke.host_checks import ports_bound
+
+    profile = load_profile("trixie-epoxy")
+    host = _Host(_fresh_sockets(profile) + sockets)
+    if problem is None:
+        assert ports_bound(host, profile, MGMT, on_demand_running=running).endswith(" ports")
+    else:
+        with pytest.raises(AssertionError, match=re.escape(problem)):
+            ports_bound(host, profile, MGMT, on_demand_running=running)

@@ -198,3 +198,41 @@ def test_the_image_copy_is_complete_and_reads_the_same(name):
     data = yaml.safe_load(text)
     assert not {"base", "drop", "standalone"} & set(data)
     assert parse_profile(data, "/usr/share/appliance/profile.yaml") == load_profile(name)
+
+
+def test_first_boot_neither_starts_nor_expects_the_join_service(monkeypatch):
+    """Declared (its unit, its port, its unit file) but on demand: `appliance add-node`
+    starts it, nothing at boot does, and status and the smoke do not wait for it."""
+    from appliance import cli
+    from appliance.agent import steps_dashboard, steps_openstack
+    from appliance.render import HostFacts, render_files
+    from appliance.sitefile import load_site
+
+    epoxy = load_profile("trixie-epoxy")
+    join = epoxy.service("join")
+    assert join.on_demand and join.units == ("appliance-join",) and [(p.port, p.bind) for p in join.ports] == [
+        (9777, "management")]
+    assert "appliance-join" not in epoxy.units() and not join.ports[0].nodes
+
+    class Ctx:
+        profile = active_profile = epoxy
+
+    started = []
+    monkeypatch.setattr(steps_openstack, "enable_and_start", lambda units: started.extend(units))
+    monkeypatch.setattr(steps_openstack, "wait_for", lambda *args, **kw: None)
+    monkeypatch.setattr(steps_dashboard, "systemctl", lambda *args, **kw: started.append(args))
+    steps_openstack.start_servers(Ctx())
+    steps_openstack.start_gated(Ctx())
+    assert "nova-api" in started and "appliance-join" not in started
+
+    site = load_site(None, epoxy)
+    secrets = {n: "x" * 16 for n in credentials.secret_names(epoxy)}
+    unit = next(f.content for f in render_files(epoxy, site, HostFacts.from_site(site), secrets)
+                if f.spec.path == "/etc/systemd/system/appliance-join.service")
+    assert "\n[Install]" not in unit and "port 9777" in unit
+    command = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert command.startswith("/usr/bin/python3 -m appliance ")
+    # The verb the unit runs is one the appliance command has.
+    with pytest.raises(SystemExit) as helped:
+        cli.main([*command.split()[3:], "--help"])
+    assert helped.value.code == 0
