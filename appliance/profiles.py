@@ -300,6 +300,7 @@ def parse_profile(data: dict, source: str) -> Profile:
 
 
 def _check_profile(profile: Profile, source: str) -> None:
+    from .roles import check_roles
     from .site import SiteConfig
 
     defaults = from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
@@ -358,38 +359,9 @@ def _check_profile(profile: Profile, source: str) -> None:
             raise ConfigError(source, "tenant_quota.vcpus_per_cpu", f"expected 1 or more, got {quota.vcpus_per_cpu}")
         if quota.min_ram_mb < 0:
             raise ConfigError(source, "tenant_quota.min_ram_mb", f"expected 0 or more, got {quota.min_ram_mb}")
-    _check_roles(profile, source)
+    check_roles(profile, source)
     if profile.rpc_gate:
         units = set(profile.units())
         for j, unit in enumerate(profile.rpc_gate.units):
             if unit not in units:
                 raise ConfigError(source, f"rpc_gate.units[{j}]", f"{unit} is not a unit of any service")
-
-
-def _check_roles(profile: Profile, source: str) -> None:
-    """Each role names services of the profile once, and of each only units, file paths and
-    ports that service has (``roles.profile_for_role`` relies on it)."""
-    for role_name, role in profile.roles.items():
-        where = f"roles.{role_name}"
-        if role_name == Profile.CONTROLLER:
-            raise ConfigError(source, where, "the controller's role is the whole profile; only other roles are declared")
-        if not role_name.isidentifier() or not role_name.islower():
-            raise ConfigError(source, where, "expected a lower-case word as the role's name")
-        seen: set[str] = set()
-        for i, part in enumerate(role.services):
-            at = f"{where}.services[{i}]"
-            if part.name in seen:
-                raise ConfigError(source, f"{at}.name", f"service {part.name!r} is named twice")
-            seen.add(part.name)
-            if not profile.has_service(part.name):
-                raise ConfigError(source, f"{at}.name", f"no service {part.name!r} in this profile")
-            svc = profile.service(part.name)
-            for kind, have in (("units", svc.units), ("files", tuple(f.path for f in svc.files)),
-                               ("ports", tuple(p.port for p in svc.ports))):
-                for j, item in enumerate(getattr(part, kind) or ()):
-                    if item not in have:
-                        raise ConfigError(source, f"{at}.{kind}[{j}]", f"service {svc.name} has no {item}")
-            kept = part.files if part.files is not None else tuple(f.path for f in svc.files)
-            for path in part.templates:
-                if path not in kept:
-                    raise ConfigError(source, f"{at}.templates", f"{path} is not a file this role writes")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .errors import ApplianceError
+from .errors import ApplianceError, ConfigError
 from .profiles import Profile, RoleService, Service
 
 
@@ -49,3 +49,33 @@ def _subset(svc: Service, part: RoleService) -> Service:
         ports=svc.ports if part.ports is None else tuple(p for p in svc.ports if p.port in part.ports),
         files=files,
         databases=(), db_user="", service_user="", endpoint=None)
+
+
+def check_roles(profile: Profile, source: str) -> None:
+    """Each role names services of the profile once, and of each only units, file paths and
+    ports that service has (``profile_for_role`` relies on it). ConfigError naming the field.
+    Called by profiles.parse_profile."""
+    for role_name, role in profile.roles.items():
+        where = f"roles.{role_name}"
+        if role_name == Profile.CONTROLLER:
+            raise ConfigError(source, where, "the controller's role is the whole profile; only other roles are declared")
+        if not role_name.isidentifier() or not role_name.islower():
+            raise ConfigError(source, where, "expected a lower-case word as the role's name")
+        seen: set[str] = set()
+        for i, part in enumerate(role.services):
+            at = f"{where}.services[{i}]"
+            if part.name in seen:
+                raise ConfigError(source, f"{at}.name", f"service {part.name!r} is named twice")
+            seen.add(part.name)
+            if not profile.has_service(part.name):
+                raise ConfigError(source, f"{at}.name", f"no service {part.name!r} in this profile")
+            svc = profile.service(part.name)
+            for kind, have in (("units", svc.units), ("files", tuple(f.path for f in svc.files)),
+                               ("ports", tuple(p.port for p in svc.ports))):
+                for j, item in enumerate(getattr(part, kind) or ()):
+                    if item not in have:
+                        raise ConfigError(source, f"{at}.{kind}[{j}]", f"service {svc.name} has no {item}")
+            kept = part.files if part.files is not None else tuple(f.path for f in svc.files)
+            for path in part.templates:
+                if path not in kept:
+                    raise ConfigError(source, f"{at}.templates", f"{path} is not a file this role writes")
