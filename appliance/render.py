@@ -129,7 +129,11 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         # Every memcached client (Keystone, keystonemiddleware in each API) uses this.
         "memcached_servers": f"{client_host('memcached', memcached_port)}:{memcached_port}"
         if profile.has_service("memcached") else f"{controller}:11211",
-        "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}",
+        # A compute node renders with none of the controller's secrets (its own credentials
+        # are ``node``'s): a template that asks for the controller's RPC URL there fails.
+        "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}"
+        if "rabbitmq_password" in secrets else jinja2.StrictUndefined(
+            hint="a compute node has no controller secrets; its RPC URL is node.transport_url", name="transport_url"),
         "rabbitmq_password_hash": rabbitmq_password_hash,
         "database_url": database_url,
         # Where the dashboard's CA and certificate live (made at first boot, not rendered).

@@ -156,6 +156,22 @@ def test_a_node_file_without_a_bundle_says_so(epoxy, compute):
         render_files(compute, SiteConfig(), NODE_FACTS, placeholder_secrets(epoxy))
 
 
+def test_a_node_renders_without_any_controller_secret(compute, node_files):
+    """A node has no secrets file of the controller's: its files render from the bundle
+    alone, as they do with the controller's secrets at hand."""
+    alone = {f.spec.path: f.content for f in render_files(compute, SiteConfig(), NODE_FACTS, {}, node=NODE)}
+    assert alone == {path: f.content for path, f in node_files.items()}
+
+
+def test_the_controllers_rpc_url_without_its_secrets_says_so(epoxy):
+    import jinja2
+
+    from appliance.render import template_context
+
+    with pytest.raises(jinja2.UndefinedError, match="a compute node has no controller secrets"):
+        str(template_context(epoxy, SiteConfig(), NODE_FACTS, {}, NODE)["transport_url"])
+
+
 def test_invoke_render_of_a_joining_site_previews_the_nodes_files(tmp_path):
     token = JoinToken(name="c2", host="10.254.0.10", port=9777, expires=2_000_000_000, ca_sha256="a" * 64,
                       secret=new_secret())
