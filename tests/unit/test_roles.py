@@ -146,6 +146,13 @@ def test_node_files_leave_out_what_only_the_controller_has(node_files, label, pa
         assert key not in sections.get(section, {})
 
 
+def test_a_nodes_hosts_file_names_itself_and_the_controller(node_files):
+    lines = [line.split() for line in node_files["/etc/hosts"].content.splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert ["10.254.0.11", "c2"] in lines and ["10.254.0.10", "c1"] in lines
+    assert ["127.0.0.1", "localhost"] in lines
+
+
 def test_node_files_keep_their_secrets_private(node_files):
     for path in (NOVA, AGENT):
         assert node_files[path].spec.holds_secrets, path
