@@ -48,7 +48,9 @@ SECRETS = NodeBundle.SECRETS
 @dataclass(frozen=True)
 class NodeConfig:
     """The bundle's names, addresses and secrets (``version`` aside), and where the node's
-    TLS files are (absolute paths, as strings for the templates)."""
+    TLS files are (absolute paths, as strings for the templates): ``key_file`` and the
+    certificates for ovn-controller (root), ``agent_*`` the OVN metadata agent's copies
+    (node.share_with_agent: it runs as neutron)."""
 
     node: str
     controller: str
@@ -63,14 +65,16 @@ class NodeConfig:
     key_file: str
     certificate_file: str
     ca_file: str
+    agent_key_file: str
+    agent_certificate_file: str
+    agent_ca_file: str
 
     def __repr__(self) -> str:
         return f"NodeConfig(node={self.node!r}, controller={self.controller!r}, controller_ip={self.controller_ip!r})"
 
     @classmethod
     def from_bundle(cls, bundle: NodeBundle, files: NodeFiles = NodeFiles()) -> "NodeConfig":
-        return cls(**{name: getattr(bundle, name) for name in KEPT if name != "version"},
-                   key_file=str(files.key), certificate_file=str(files.certificate), ca_file=str(files.ca))
+        return cls(**{name: getattr(bundle, name) for name in KEPT if name != "version"}, **tls_files(files))
 
     @classmethod
     def load(cls, files: NodeFiles = NodeFiles()) -> "NodeConfig":
@@ -87,8 +91,7 @@ class NodeConfig:
             raise ApplianceError(f"{where}: expected exactly the fields {', '.join(KEPT)}")
         if not all(isinstance(data[name], str) for name in KEPT if name != "version"):
             raise ApplianceError(f"{where}: every field but version is text")
-        return cls(**{name: data[name] for name in KEPT if name != "version"},
-                   key_file=str(files.key), certificate_file=str(files.certificate), ca_file=str(files.ca))
+        return cls(**{name: data[name] for name in KEPT if name != "version"}, **tls_files(files))
 
     @property
     def transport_url(self) -> str:
@@ -106,6 +109,13 @@ class NodeConfig:
         return METADATA_PORT
 
 
+def tls_files(files: NodeFiles) -> dict[str, str]:
+    """NodeConfig's TLS paths for ``files``."""
+    return {"key_file": str(files.key), "certificate_file": str(files.certificate), "ca_file": str(files.ca),
+            "agent_key_file": str(files.agent_key), "agent_certificate_file": str(files.agent_certificate),
+            "agent_ca_file": str(files.agent_ca)}
+
+
 def preview(name: str, controller_ip: str, *, controller: str = "controller", region: str = "RegionOne",
             files: NodeFiles = NodeFiles()) -> NodeConfig:
     """A node's configuration with obvious placeholders for its secrets, for `invoke render`
@@ -114,8 +124,7 @@ def preview(name: str, controller_ip: str, *, controller: str = "controller", re
     user = f"node-{name}"
     return NodeConfig(node=name, controller=controller, controller_ip=controller_ip, region=region,
                       keystone_url=f"http://{controller}:5000/v3", rabbitmq_user=user, keystone_user=user,
-                      key_file=str(files.key), certificate_file=str(files.certificate), ca_file=str(files.ca),
-                      **placeholder)
+                      **tls_files(files), **placeholder)
 
 
 def chassis_settings(node: NodeConfig, *, overlay_ip: str, datapath: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ BUNDLE = NodeBundle(node="c2", controller="c1", controller_ip="10.254.0.10", reg
 
 @pytest.fixture
 def files(tmp_path):
-    return NodeFiles(config_dir=tmp_path / "etc")
+    return NodeFiles(config_dir=tmp_path / "etc", agent_dir=tmp_path / "neutron" / "tls")
 
 
 def test_what_the_join_wrote_reads_back_as_the_bundle_says(files):
@@ -30,6 +30,8 @@ def test_what_the_join_wrote_reads_back_as_the_bundle_says(files):
     assert node == NodeConfig.from_bundle(BUNDLE, files)
     assert (node.key_file, node.certificate_file, node.ca_file) == (str(files.key), str(files.certificate),
                                                                    str(files.ca))
+    assert (node.agent_key_file, node.agent_certificate_file, node.agent_ca_file) == (
+        str(files.agent_key), str(files.agent_certificate), str(files.agent_ca))
     assert node.transport_url == "rabbit://node-c2:Rabbit-pass-0123@10.254.0.10:5672/"
     assert node.southbound == "ssl:10.254.0.10:6642"
     for secret in NodeBundle.SECRETS:

@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from appliance.cluster.node import NodeFiles
-from appliance.cluster.nodeconf import NodeConfig, preview
+from appliance.cluster.nodeconf import NodeConfig, preview, tls_files
 from appliance.cluster.token import JoinToken, new_secret
 from appliance.credentials import placeholder_secrets
 from appliance.errors import ApplianceError, ConfigError
@@ -26,8 +26,7 @@ from .ini import parse_ini
 NODE = NodeConfig(node="c2", controller="c1", controller_ip="10.254.0.10", region="RegionOne",
                   keystone_url="http://c1:5000/v3", rabbitmq_user="node-c2", rabbitmq_password="Rabbit-pass-0123",
                   keystone_user="node-c2", keystone_password="Keystone-pass-0123",
-                  metadata_secret="Metadata-secret-0123", key_file="/etc/appliance/tls/node.key",
-                  certificate_file="/etc/appliance/tls/node.crt", ca_file="/etc/appliance/tls/ca.crt")
+                  metadata_secret="Metadata-secret-0123", **tls_files(NodeFiles()))
 NODE_FACTS = HostFacts(hostname="c2", management_ip="10.254.0.11", overlay_ip="10.254.0.11")
 
 
@@ -114,9 +113,9 @@ NODE_OPTIONS = [
     ("metadata API port", AGENT, "DEFAULT", "nova_metadata_port", "8775"),
     ("the cloud's metadata secret", AGENT, "DEFAULT", "metadata_proxy_shared_secret", "Metadata-secret-0123"),
     ("southbound over TLS", AGENT, "ovn", "ovn_sb_connection", "ssl:10.254.0.10:6642"),
-    ("southbound key", AGENT, "ovn", "ovn_sb_private_key", "/etc/appliance/tls/node.key"),
-    ("southbound certificate", AGENT, "ovn", "ovn_sb_certificate", "/etc/appliance/tls/node.crt"),
-    ("southbound CA", AGENT, "ovn", "ovn_sb_ca_cert", "/etc/appliance/tls/ca.crt"),
+    ("southbound key, the agent's copy", AGENT, "ovn", "ovn_sb_private_key", "/etc/neutron/tls/node.key"),
+    ("southbound certificate, the agent's copy", AGENT, "ovn", "ovn_sb_certificate", "/etc/neutron/tls/node.crt"),
+    ("southbound CA, the agent's copy", AGENT, "ovn", "ovn_sb_ca_cert", "/etc/neutron/tls/ca.crt"),
     ("the node's own OVSDB", AGENT, "ovs", "ovsdb_connection", "tcp:127.0.0.1:6640"),
 ]
 
