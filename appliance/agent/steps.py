@@ -33,8 +33,10 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         # Before the agents start: the Linux bridge agent exits if a mapped bridge is missing.
         Step("external-network", "external network, host side (bridge, forwarding, NAT)",
              bind(host.external_network)),
+        # It reads /etc/passwd and /etc/group and writes /etc/subuid and /etc/subgid, which
+        # no rendered file is: it needs the host step only.
         Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids),
-             after=("configs",)),
+             after=("host",)),
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb), after=("configs",)),
         Step("databases", "service databases and users", bind(infra.service_databases),
              still_done=bind(infra.databases_exist)),
