@@ -70,8 +70,9 @@ def management_network(site: SiteConfig) -> tuple[str, ipaddress.IPv4Interface] 
     return address_network(addresses, ip)
 
 
-def detect_facts(site: SiteConfig) -> HostFacts:
-    hostname = site.hostname or detect_hostname()
+def detect_facts(site: SiteConfig, *, hostname: str | None = None) -> HostFacts:
+    """This host's facts; ``hostname``: the name a join gave it (it wins over the site's)."""
+    hostname = hostname or site.hostname or detect_hostname()
     if site.management_ip:
         return HostFacts.from_site(site, hostname=hostname, patience=patience())
     _, ip = pick_management_address(_ip_json("route"), _ip_json("addr"), site.management_interface)

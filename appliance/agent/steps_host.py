@@ -8,10 +8,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..cluster.node import NodeFiles
+from ..cluster.nodeconf import NodeConfig
 from ..credentials import complete_secrets, load_secret_file, write_secret_file
 from ..errors import ApplianceError
 from ..files import atomic_write
-from ..render import render_files, write_files
+from ..render import RenderedFile, render_files, write_files
 from ..schema import read_text_input
 from ..site_checks import check_management_network
 from . import external
@@ -74,9 +76,23 @@ def copy_seed_site(source: Path, target: Path, where: str) -> None:
     log(f"site config taken from {where}")
 
 
+def joined_name(ctx: AgentContext) -> str | None:
+    """The host name a join gave this machine (its node name: its certificate's, its
+    chassis' and Nova's host), None where none did. A site config may repeat it, not
+    contradict it (ApplianceError, one line)."""
+    files = NodeFiles(config_dir=ctx.paths.config_dir)
+    if not files.credentials.exists():
+        return None
+    name = NodeConfig.load(files).node
+    if ctx.site.hostname not in (None, name):
+        raise ApplianceError(f"{ctx.paths.site}: hostname: {ctx.site.hostname!r} is not {name!r}, the name this "
+                             "node joined its cloud with; leave hostname out or give that one")
+    return name
+
+
 def host_identity(ctx: AgentContext) -> None:
     import_seed_site(ctx)
-    facts = detect_facts(ctx.site)  # validates the site config on the way
+    facts = detect_facts(ctx.site, hostname=joined_name(ctx))  # validates the site config on the way
     # The datapath is chosen once: br-int is never switched under running instances.
     earlier = load_facts(ctx.paths.facts)
     datapath = earlier.datapath if earlier and earlier.datapath else backend_of(ctx.profile).choose_datapath()
@@ -113,7 +129,12 @@ def generate_secrets(ctx: AgentContext) -> None:
 
 
 def write_configs(ctx: AgentContext) -> None:
-    files = render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets)
+    write_rendered(render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets))
+
+
+def write_rendered(files: list[RenderedFile]) -> None:
+    """Write rendered files with their modes and owners, and have systemd read what changed
+    of its units."""
     write_files(files, Path("/"), set_owner=True)
     if any(f.spec.path.startswith(UNIT_DIR) for f in files):
         # systemd reads unit files and drop-ins (epmd.socket's address) only on a reload.
