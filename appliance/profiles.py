@@ -144,6 +144,10 @@ class Role:
 
     description: str
     services: tuple[RoleService, ...]
+    # The first-boot steps a machine of this role runs, by name (agent/steps.py's
+    # catalogue), in an order that works one by one: a role's steps are data, like its
+    # services, so no code asks which role it is in.
+    steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,9 @@ class Profile:
     # Roles other than "controller" (the whole profile), by name: what a node that joins
     # this appliance's cloud runs (docs/scale-out.md). Empty: this profile cannot scale out.
     roles: dict[str, Role] = field(default_factory=dict)
+    # The first-boot steps, by name; None: a controller's (agent/steps.py). Set by
+    # roles.profile_for_role from a role's ``steps``.
+    steps: tuple[str, ...] | None = None
 
     CONTROLLER = "controller"
 

@@ -9,7 +9,9 @@ no code asks which role it is in.
 
 What no role but the controller has: databases, Keystone service users and catalog entries
 (the controller creates them; a node receives only its own credentials at the join, see
-docs/scale-out.md), the RPC gate of units it does not run, and the tenant quotas.
+docs/scale-out.md), the RPC gate of units it does not run, and the tenant quotas. What a role
+runs at first boot is data too: its ``steps`` (names of agent/steps.py's catalogue), which
+the role's Profile carries as ``Profile.steps``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def profile_for_role(profile: Profile, name: str) -> Profile:
     if gate is not None:
         kept = tuple(u for u in gate.units if u in units)
         gate = dataclasses.replace(gate, units=kept) if kept else None
-    return dataclasses.replace(profile, services=services, rpc_gate=gate, tenant_quota=None, roles={})
+    return dataclasses.replace(profile, services=services, rpc_gate=gate, tenant_quota=None, roles={},
+                               steps=role.steps)
 
 
 def _subset(svc: Service, part: RoleService) -> Service:
@@ -53,14 +56,24 @@ def _subset(svc: Service, part: RoleService) -> Service:
 
 def check_roles(profile: Profile, source: str) -> None:
     """Each role names services of the profile once, and of each only units, file paths and
-    ports that service has (``profile_for_role`` relies on it). ConfigError naming the field.
-    Called by profiles.parse_profile."""
+    ports that service has (``profile_for_role`` relies on it), and its first-boot steps,
+    each once (whether agent/steps.py has them is the agent's check: this module runs on the
+    build host too). A profile's own ``steps`` are refused: the controller's are the agent's
+    whole list. ConfigError naming the field."""
+    if profile.steps is not None:
+        raise ConfigError(source, "steps", "a profile's own steps are the controller's (the agent's whole list); "
+                                           "only a role says which steps it runs")
     for role_name, role in profile.roles.items():
         where = f"roles.{role_name}"
         if role_name == Profile.CONTROLLER:
             raise ConfigError(source, where, "the controller's role is the whole profile; only other roles are declared")
         if not role_name.isidentifier() or not role_name.islower():
             raise ConfigError(source, where, "expected a lower-case word as the role's name")
+        if not role.steps:
+            raise ConfigError(source, f"{where}.steps", "expected the first-boot steps this role runs, in order")
+        for i, step in enumerate(role.steps):
+            if step in role.steps[:i]:
+                raise ConfigError(source, f"{where}.steps[{i}]", f"step {step!r} is named twice")
         seen: set[str] = set()
         for i, part in enumerate(role.services):
             at = f"{where}.services[{i}]"

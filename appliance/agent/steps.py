@@ -1,14 +1,20 @@
 """The first-boot steps, in an order that works one by one. Each is idempotent; the journal
 skips finished ones. A step's ``after`` names what it really waits for, so the daemons that
 start slowly (Open vSwitch and OVN, RabbitMQ, MariaDB then Keystone) start side by side, and
-the API calls after the servers run beside the wait for nova-compute and the agents."""
+the API calls after the servers run beside the wait for nova-compute and the agents.
+
+Which steps a machine runs is its role's data: a controller runs the whole list below; a
+role of the profile (``roles.<role>.steps``, carried as ``Profile.steps`` by
+roles.profile_for_role) names its steps, in its order, from this list and steps_node's."""
 
 from __future__ import annotations
 
+from ..errors import ApplianceError
 from . import steps_cloud as cloud
 from . import steps_dashboard as dashboard
 from . import steps_host as host
 from . import steps_infra as infra
+from . import steps_node as node
 from . import steps_openstack as openstack
 from .context import AgentContext
 from .netbackend import backend_of
@@ -16,6 +22,21 @@ from .runner import EVERY_EARLIER, Step
 
 
 def first_boot_steps(ctx: AgentContext) -> list[Step]:
+    """The steps of this machine's role (``ctx.profile.steps``), or a controller's.
+    ApplianceError naming a step the role lists and no list here has."""
+    steps = controller_steps(ctx)
+    chosen = ctx.profile.steps
+    if chosen is None:
+        return steps
+    catalogue = {step.name: step for step in [*steps, *node.node_steps(ctx)]}
+    unknown = [name for name in chosen if name not in catalogue]
+    if unknown:
+        raise ApplianceError(f"profile {ctx.profile.name}: no first-boot step {unknown[0]!r} (a role names steps "
+                             f"of: {', '.join(catalogue)})")
+    return [catalogue[name] for name in chosen]
+
+
+def controller_steps(ctx: AgentContext) -> list[Step]:
     def bind(func):
         return lambda: func(ctx)
 
@@ -34,7 +55,7 @@ def first_boot_steps(ctx: AgentContext) -> list[Step]:
         Step("external-network", "external network, host side (bridge, forwarding, NAT)",
              bind(host.external_network)),
         # It reads /etc/passwd and /etc/group and writes /etc/subuid and /etc/subgid, which
-        # no rendered file is: it needs the host step only.
+        # no rendered file is: it needs the host step only (a node's role names it too).
         Step("instance-ids", "reserve the instances' uid/gid range", bind(host.reserve_instance_ids),
              after=("host",)),
         Step("mariadb", "secure MariaDB", bind(infra.secure_mariadb), after=("configs",)),

@@ -43,6 +43,12 @@ def compute(epoxy):
 def test_the_controller_is_the_whole_profile(epoxy):
     assert epoxy.role_names() == ["controller", "compute"]
     assert profile_for_role(epoxy, "controller") is epoxy
+    assert epoxy.steps is None  # the controller's steps: the agent's whole list
+
+
+def test_a_roles_profile_carries_its_first_boot_steps(compute):
+    assert compute.steps == ("host", "bundle", "node-configs", "instance-ids", "node-chassis", "node-services",
+                             "node-up")
 
 
 def test_compute_runs_nova_compute_a_chassis_and_the_metadata_agent(compute):
@@ -234,6 +240,12 @@ BAD = [
     ("template for a file not kept", lambda d: _role(d)[1].update(templates={"/etc/nova/policy.yaml": "x.j2"}),
      "roles.compute.services[1].templates", "/etc/nova/policy.yaml is not a file this role writes"),
     ("unknown role key", lambda d: d["roles"]["compute"].update(units=[]), "roles.compute.units", "unknown key"),
+    ("no steps", lambda d: d["roles"]["compute"].pop("steps"), "roles.compute.steps",
+     "expected the first-boot steps this role runs"),
+    ("step twice", lambda d: d["roles"]["compute"]["steps"].append("host"), "roles.compute.steps[7]",
+     "step 'host' is named twice"),
+    ("a profile's own steps", lambda d: d.update(steps=["host"]), "steps",
+     "a profile's own steps are the controller's"),
     ("nodes on a management port", lambda d: _service(d, "rabbitmq")["ports"][0].update(nodes="tcp"),
      "services[2].ports[0].nodes", "only a loopback port opens to the nodes (this one is bound to management"),
     ("nodes transport", lambda d: _service(d, "ovn")["ports"][2].update(nodes="ssl"), "services[8].ports[2].nodes",

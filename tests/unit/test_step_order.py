@@ -108,6 +108,27 @@ def test_every_profiles_steps_have_valid_prerequisites(profile):
     assert "agents-alive" in needs["network"], "the tenant network is made once the agents are alive"
 
 
+def test_a_roles_steps_are_its_data_in_its_order():
+    from appliance.roles import profile_for_role
+
+    compute = profile_for_role(load_profile("trixie-epoxy"), "compute")
+    steps = first_boot_steps(SimpleNamespace(profile=compute))
+    assert [s.name for s in steps] == list(compute.steps)
+    needs = prerequisites(steps)
+    assert needs["node-services"] == {"node-chassis", "instance-ids"} and needs["node-up"] == {"node-services"}
+    # None of the controller's: no secrets, CA, databases, servers or cloud resources.
+    assert not {"secrets", "certificates", "configs", "mariadb", "keystone", "services", "network"} & set(needs)
+
+
+def test_a_role_naming_a_step_nobody_has_is_refused_naming_it():
+    import dataclasses
+
+    profile = dataclasses.replace(load_profile("trixie-epoxy"), steps=("host", "fly"))
+    with pytest.raises(ApplianceError, match="profile trixie-epoxy: no first-boot step 'fly' \\(a role names steps "
+                                             "of: host, secrets"):
+        first_boot_steps(SimpleNamespace(profile=profile))
+
+
 def _documented_after() -> dict[str, str]:
     """docs/operations.md's step table: step -> its "after" cell."""
     from pathlib import Path
