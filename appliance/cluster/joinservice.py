@@ -13,8 +13,9 @@ the error's one line. The order is the point of this module:
 5. its addresses go on the allow-list of the node-facing ports;
 6. the bundle is assembled (and checked as the node will check it).
 
-A failure after step 2 leaves the node "joining": `appliance remove-node` cleans up, a new
-`add-node` invites again. Wire shape of a request (JSON)::
+Steps 4 and 5 are all made or none (changes.apply): a failure undoes the users made before
+it. A failure after step 2 leaves the node "joining" all the same (the token is spent):
+`appliance remove-node` cleans up, a new `add-node` invites again. Wire shape of a request (JSON)::
 
     {"name": "c2", "secret": "<the token's>", "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----...",
      "overlay_ip": "10.254.0.11"}
@@ -30,6 +31,7 @@ from typing import Callable, Protocol
 
 from .bundle import NodeBundle, parse_bundle
 from .ca import NODE_DAYS, CertificateAuthority, check_node_request
+from .changes import Change, apply
 from .errors import ClusterError
 from .names import check_node_name, node_user
 from .registry import NodeRegistry
@@ -100,6 +102,12 @@ class Issuer(Protocol):
         """``address`` on the node-facing ports' allow-list, ``overlay_ip`` for Geneve; opens
         the node-facing listeners if they are not open yet."""
 
+    def delete_rabbitmq_user(self, user: str) -> None:
+        """Gone already is no error."""
+
+    def delete_keystone_user(self, user: str) -> None:
+        """Gone already is no error."""
+
 
 @dataclass(frozen=True)
 class Controller:
@@ -125,9 +133,17 @@ def handle_join(request: JoinRequest, *, peer: str, registry: NodeRegistry, ca: 
     certificate = ca.sign_node_request(request.csr_pem.encode("ascii"), node=request.name, days=NODE_DAYS)
     user = node_user(request.name)
     rabbitmq_password, keystone_password = new_password(), new_password()
-    issuer.create_rabbitmq_user(user, rabbitmq_password, request.name)
-    issuer.create_keystone_user(user, keystone_password)
-    issuer.allow_node(request.name, peer, request.overlay_ip)
+    apply([
+        Change(f"RabbitMQ user {user}", done=lambda: False,
+               make=lambda: issuer.create_rabbitmq_user(user, rabbitmq_password, request.name),
+               undo=lambda: issuer.delete_rabbitmq_user(user)),
+        Change(f"Keystone user {user}", done=lambda: False,
+               make=lambda: issuer.create_keystone_user(user, keystone_password),
+               undo=lambda: issuer.delete_keystone_user(user)),
+        # Last: a node is let in only once its users exist (its allow-list entry goes with them).
+        Change(f"node {request.name} on the allow-list", done=lambda: False,
+               make=lambda: issuer.allow_node(request.name, peer, request.overlay_ip), undo=lambda: None),
+    ])
     bundle = NodeBundle(node=request.name, controller=controller.hostname, controller_ip=controller.management_ip,
                         region=controller.region, keystone_url=controller.keystone_url, rabbitmq_user=user,
                         rabbitmq_password=rabbitmq_password, keystone_user=user, keystone_password=keystone_password,

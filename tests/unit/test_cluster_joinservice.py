@@ -76,6 +76,26 @@ def test_a_join_spends_the_token_then_hands_out_the_nodes_own(registry):
     assert (node.state, node.address) == ("joining", PEER)
 
 
+# One row per step of the cloud side a join fails at: (label, failing call, the calls that
+# follow it: the undo of what was made before, newest first).
+HALF_JOINS = [
+    ("the RabbitMQ user: nothing to undo", "create_rabbitmq_user", []),
+    ("the Keystone user: the RabbitMQ user goes", "create_keystone_user", [("delete_rabbitmq_user", "node-c2")]),
+    ("the allow-list: both users go", "allow_node", [("delete_keystone_user", "node-c2"),
+                                                     ("delete_rabbitmq_user", "node-c2")]),
+]
+
+
+@pytest.mark.parametrize("label,fail,undone", HALF_JOINS, ids=[r[0] for r in HALF_JOINS])
+def test_a_join_that_fails_half_way_leaves_no_user_behind(registry, label, fail, undone):
+    issuer = FakeIssuer(fail=fail)
+    with pytest.raises(RuntimeError, match=f"{fail} failed"):
+        join(registry, invited(registry), issuer=issuer)
+    made = ["create_rabbitmq_user", "create_keystone_user", "allow_node"]
+    assert [c[0] for c in issuer.calls] == made[:made.index(fail)] + [c[0] for c in undone]
+    assert issuer.calls[made.index(fail):] == undone
+
+
 def test_a_failure_after_the_redeem_leaves_the_token_spent(registry):
     request = invited(registry)
     with pytest.raises(RuntimeError, match="create_keystone_user failed"):
