@@ -21,6 +21,7 @@ from ..files import atomic_write
 from . import enrol
 from .ca import CertificateAuthority, controller_ca, tls_paths
 from .errors import ClusterError
+from .issuer import ControllerIssuer, Keystone, NotWiredAccess, RabbitMQ
 from .names import check_node_name
 from .registry import NodeRegistry
 from .token import utc
@@ -57,23 +58,33 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
 
 
 def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
-    """The appliance CA, once this controller can also serve the join: an invitation that no
-    join service could redeem would only mislead, so none is recorded until the service can
-    answer (``enrol.cloud_issuer``; the profile declares its unit and port already)."""
+    """The appliance CA, once this controller can also let a node in: an invitation that no
+    join could complete would only mislead, so none is recorded until the cloud side of a
+    join is whole (``ControllerIssuer.ready``: the node-facing listeners are not yet)."""
     ca = controller_ca(tls_paths(paths.config_dir, paths.state_dir))
-    enrol.cloud_issuer()
+    controller_issuer(ctx).ready()
     return ca
+
+
+def controller_issuer(ctx: AgentContext) -> ControllerIssuer:
+    """The cloud side of a join on this controller: rabbitmqctl through the agent's runner
+    (logged, the password on stdin only), Keystone as the admin when first needed."""
+    from ..agent.steps_openstack import connect
+    from ..agent.system import run
+
+    return ControllerIssuer(rabbitmq=RabbitMQ(lambda argv, stdin: run(argv, stdin=stdin, timeout=120).stdout),
+                            keystone=lambda: Keystone(connect(ctx)), access=NotWiredAccess())
 
 
 def join_service(paths: Paths, *, say: Say) -> int:
     """`appliance join-service`, what appliance-join.service runs on the controller: answer
     joins on the management address while an invitation can be redeemed. Refused in one line
-    until the cloud side of a join exists (``enrol.cloud_issuer``); add-node does not start
-    it before then."""
+    while the cloud side of a join is not whole (``ControllerIssuer.ready``); add-node does
+    not start it before then."""
     ctx = AgentContext.load(paths)
     enrol.require_role(ctx.profile)
     enrol.join_port(ctx.profile)
-    enrol.cloud_issuer()
+    controller_issuer(ctx).ready()
     return 0
 
 

@@ -4,8 +4,9 @@ order and the refusals are tested without a cloud.
 
 Wired today: names, the registry, token text, token input, expiry, the removal of an
 invitation nobody used, the CA (ca.py over appliance/tls.py), the join service as profile
-data (service ``JOIN_SERVICE``: its unit and port). Not yet: the cloud side of a join
-(``cloud_issuer``) and ``CloudOps`` on a real cloud; both say so in one line.
+data (service ``JOIN_SERVICE``: its unit and port), a node's RabbitMQ and Keystone users
+(issuer.py). Not yet: the node-facing listeners and their allow-list (issuer.NotWiredAccess)
+and ``CloudOps`` on a real cloud; both say so in one line.
 """
 
 from __future__ import annotations
@@ -64,15 +65,6 @@ def join_port(profile: Profile) -> int:
         raise ClusterError("role", f"profile {profile.name} declares no {JOIN_SERVICE!r} service with a port: this "
                                    "appliance has no join service for a node to redeem a token at")
     return profile.service(JOIN_SERVICE).ports[0].port
-
-
-def cloud_issuer():
-    """The cloud side of a join on this controller (joinservice.Issuer: a node's RabbitMQ and
-    Keystone users, the allow-list). Not written yet: ApplianceError saying so, which add-node
-    and the join service's unit meet before any invitation is recorded or any token spent."""
-    raise ApplianceError("not yet implemented: the join service cannot create a node's RabbitMQ and Keystone "
-                         "users or allow-list it yet, so no invitation is recorded and the service is not "
-                         "started; docs/scale-out.md, \"What is left\"")
 
 
 def add_node(name: str, *, profile: Profile, registry: NodeRegistry, controller: str, host: str,

@@ -10,6 +10,7 @@ import pytest
 
 from appliance.cluster import enrol
 from appliance.cluster.errors import ClusterError
+from appliance.cluster.issuer import NOT_WIRED
 from appliance.cluster.registry import NodeRegistry
 from appliance.cluster.token import JoinToken, ca_fingerprint, new_secret, parse_token
 from appliance.errors import ApplianceError
@@ -234,7 +235,8 @@ COMMANDS = [
     ("add-node: no name", ["add-node"], "", 2, "the following arguments are required: name"),
     ("remove-node: bad name", ["remove-node", "c2!"], "", 2, "node name 'c2!' is not valid"),
     ("remove-node: unknown", ["remove-node", "c2"], "", 2, "no node 'c2' on this controller"),
-    ("join-service: no cloud side yet", ["join-service"], "", 2, "not yet implemented: the join service cannot"),
+    ("join-service: no node listeners yet", ["join-service"], "", 2,
+     "not yet implemented: the controller's node-facing listeners"),
 ]
 
 
@@ -295,16 +297,14 @@ def test_add_node_without_a_ca_says_so_and_records_nothing(appliance_paths, caps
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
 
 
-def test_add_node_with_a_ca_stops_at_the_join_service_and_records_nothing(appliance_paths, capsys):
+def test_add_node_with_a_ca_stops_at_the_node_listeners_and_records_nothing(appliance_paths, capsys):
     from appliance import cli, tls
     from appliance.cluster.ca import tls_paths
 
     tls.ensure_certificates(tls_paths(appliance_paths.config_dir, appliance_paths.state_dir), "c1", "10.254.0.10")
     assert cli.main(["add-node", "c2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == ("appliance add-node: not yet implemented: the join service cannot create a node's "
-                           "RabbitMQ and Keystone users or allow-list it yet, so no invitation is recorded and the "
-                           "service is not started; docs/scale-out.md, \"What is left\"")
+    assert err.strip() == f"appliance add-node: {NOT_WIRED}"
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
 
 
