@@ -16,6 +16,7 @@ units run on the appliance.
   appliance migrate-image          build time, in the image chroot
 
 Exit codes: 0 done, 1 a step or check failed, 2 bad input or state (one line on stderr).
+A machine that joined (or whose site config says join) runs its role's first-boot steps.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             # Every check of the input before any step changes anything.
             preflight(ctx)
+            # The site config preflight took from a seed volume may say join: the steps are
+            # those of the role the machine runs now.
+            ctx = AgentContext.load(paths)
             journal.begin_run(os.getpid(), "run --again" if again else "run")
             run_steps(first_boot_steps(ctx), journal, say,
                       log_hint=f"{LOG_PATH} and journalctl -u appliance-firstboot", rerun_all=again)

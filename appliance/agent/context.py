@@ -1,4 +1,9 @@
-"""What every first-boot step works with: paths, profile, site, facts and secrets."""
+"""What every first-boot step works with: paths, profile, site, facts and secrets.
+
+The profile is the one this machine's role runs (roles.profile_for_role): a controller's is
+the whole profile; a machine that joined another's cloud, or whose site config says it joins
+(``join:``), runs the role a join gives (sitefile.JOIN_ROLE), whose steps, units and files its
+role's data say. No step asks which role it is in."""
 
 from __future__ import annotations
 
@@ -6,13 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cluster.node import NodeFiles
 from ..credentials import load_secret_file
 from ..errors import ApplianceError
 from ..profiles import Profile, parse_profile
 from ..render import HostFacts
+from ..roles import profile_for_role
 from ..schema import load_yaml_mapping
 from ..site import SiteConfig
-from ..sitefile import load_site
+from ..sitefile import JOIN_ROLE, load_site
 from .facts import load_facts
 from .system import set_patience
 
@@ -63,17 +70,34 @@ class Paths:
         return cls(profile=Path(profile)) if profile else cls()
 
 
+def machine_role(paths: Paths) -> str:
+    """The role this machine runs: the one a join gives once it joined (the join left
+    node.yaml) or while its site config says ``join:``; else the controller's. A site config
+    that cannot be read says nothing here: reading it for the run refuses it, naming why."""
+    if NodeFiles(config_dir=paths.config_dir).credentials.exists():
+        return JOIN_ROLE
+    try:
+        joins = paths.site.exists() and "join" in load_yaml_mapping(paths.site)
+    except ApplianceError:
+        joins = False
+    return JOIN_ROLE if joins else Profile.CONTROLLER
+
+
 @dataclass
 class AgentContext:
     paths: Paths
-    profile: Profile
+    profile: Profile  # as this machine's role runs it
     _site: SiteConfig | None = field(default=None, repr=False)
+    role: str = Profile.CONTROLLER
 
     @classmethod
     def load(cls, paths: Paths) -> "AgentContext":
         if not paths.profile.is_file():
             raise ApplianceError(f"{paths.profile} is missing; this image was not built by the appliance pipeline")
-        return cls(paths=paths, profile=parse_profile(load_yaml_mapping(paths.profile), str(paths.profile)))
+        profile = parse_profile(load_yaml_mapping(paths.profile), str(paths.profile))
+        # A profile without the role: the site check refuses its join, naming the field.
+        role = machine_role(paths) if JOIN_ROLE in profile.roles else Profile.CONTROLLER
+        return cls(paths=paths, profile=profile_for_role(profile, role), role=role)
 
     @property
     def site(self) -> SiteConfig:

@@ -15,7 +15,7 @@ from ..errors import ApplianceError
 from ..files import atomic_write
 from ..render import RenderedFile, render_files, write_files
 from ..schema import read_text_input
-from ..site_checks import check_management_network
+from ..site_checks import check_management_network, join_token
 from . import external
 from .context import AgentContext
 from .facts import detect_facts, load_facts, management_network, save_facts
@@ -55,12 +55,7 @@ def preflight(ctx: AgentContext) -> None:
     as detected here (address with prefix) overlaps neither the tenant nor the external
     range. Raises ConfigError (one line) otherwise."""
     import_seed_site(ctx)
-    site = ctx.site  # loading validates
-    if site.join is not None:
-        # Running the controller's steps here would make an island cloud of a machine meant
-        # to join another: refuse until the compute role's first boot exists.
-        raise ApplianceError(f"{ctx.paths.site}: join: not yet implemented: this image cannot join a cloud at "
-                             "first boot yet (docs/scale-out.md); remove join to boot a controller")
+    site = ctx.site  # loading validates (a join: the profile has the role, the token parses)
     found = management_network(site)
     if found is not None:
         interface, network = found
@@ -77,13 +72,17 @@ def copy_seed_site(source: Path, target: Path, where: str) -> None:
 
 
 def joined_name(ctx: AgentContext) -> str | None:
-    """The host name a join gave this machine (its node name: its certificate's, its
-    chassis' and Nova's host), None where none did. A site config may repeat it, not
-    contradict it (ApplianceError, one line)."""
+    """The host name a join gives this machine (its node name: its certificate's, its
+    chassis' and Nova's host): the one it joined with (node.yaml), else its site config's
+    join token's; None where neither is. A site config may repeat it, not contradict it
+    (ApplianceError, one line)."""
     files = NodeFiles(config_dir=ctx.paths.config_dir)
-    if not files.credentials.exists():
+    if files.credentials.exists():
+        name = NodeConfig.load(files).node
+    elif ctx.site.join is not None:
+        name = join_token(ctx.site, str(ctx.paths.site), ctx.paths.site.parent).name
+    else:
         return None
-    name = NodeConfig.load(files).node
     if ctx.site.hostname not in (None, name):
         raise ApplianceError(f"{ctx.paths.site}: hostname: {ctx.site.hostname!r} is not {name!r}, the name this "
                              "node joined its cloud with; leave hostname out or give that one")

@@ -16,6 +16,7 @@ database's SSL table (``ovs-vsctl set-ssl``, ovs-vsctl(8)); Placement's policy r
 from __future__ import annotations
 
 import grp
+import time
 
 from ..cluster.node import NodeFiles, share_with_agent
 from ..cluster.nodeconf import NodeConfig, chassis_settings, chassis_ssl
@@ -48,10 +49,15 @@ def node_config(ctx: AgentContext) -> NodeConfig:
 
 
 def join_bundle(ctx: AgentContext, *, group_of=lambda name: grp.getgrnam(name).gr_gid,
-                share=share_with_agent) -> None:
+                share=share_with_agent, redeem=None) -> None:
     """The join's bundle is whole (node.yaml and the node's key, certificate and CA), and the
-    OVN metadata agent has its group-readable copies of the TLS files (node.share_with_agent)."""
+    OVN metadata agent has its group-readable copies of the TLS files (node.share_with_agent).
+    With no bundle yet and a site config that joins (``join:``, an unattended first boot),
+    its token is redeemed here first (``redeem_site_token``; `appliance join` redeems before
+    the steps run)."""
     files = node_files(ctx)
+    if not files.credentials.exists() and ctx.site.join is not None:
+        (redeem or redeem_site_token)(ctx, files)
     node = NodeConfig.load(files)
     for path in (files.key, files.certificate, files.ca):
         if not path.is_file():
@@ -60,6 +66,20 @@ def join_bundle(ctx: AgentContext, *, group_of=lambda name: grp.getgrnam(name).g
     share(files, group_of(AGENT_GROUP))
     log(f"node {node.node} of {node.controller} ({node.controller_ip}); TLS copies for the metadata agent in "
         f"{files.agent_dir}")
+
+
+def redeem_site_token(ctx: AgentContext, files: NodeFiles) -> None:
+    """Join with the site config's token (checked for expiry first) from this host's overlay
+    address; the node's key and bundle land in ``files`` (joinclient.join_controller).
+    ClusterError of the controller's refusal, one line, never the token."""
+    from ..cluster.joinclient import join_controller
+    from ..cluster.token import check_not_expired
+    from ..site_checks import join_token
+
+    token = join_token(ctx.site, str(ctx.paths.site), ctx.paths.site.parent)
+    check_not_expired(token, time.time())
+    join_controller(token, files=files, overlay_ip=ctx.facts.overlay_ip)
+    log(f"joined the cloud of {token.host} as node {token.name}")
 
 
 def node_configs(ctx: AgentContext) -> None:

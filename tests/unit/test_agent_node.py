@@ -12,10 +12,11 @@ from appliance.agent.context import Paths
 from appliance.agent.steps_host import joined_name
 from appliance.cluster.bundle import NodeBundle
 from appliance.cluster.node import NodeFiles, write_bundle, write_key
+from appliance.cluster.token import JoinToken, new_secret
 from appliance.errors import ApplianceError
 from appliance.render import HostFacts
 from appliance.roles import profile_for_role
-from appliance.site import SiteConfig
+from appliance.site import JoinConfig, SiteConfig
 from pipeline.profiles import load_profile
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
@@ -108,24 +109,44 @@ def test_the_bundle_step_refuses_a_join_left_short(tmp_path, compute, label, nam
     assert shared == []
 
 
+def test_an_unattended_first_boot_redeems_its_site_token_in_the_bundle_step(tmp_path, compute):
+    ctx = node_ctx(tmp_path, compute, joined=False, site=SiteConfig(join=JoinConfig(token=TOKEN.text())))
+    redeemed = []
+
+    def redeem(ctx_, files):
+        redeemed.append(files)
+        write_key(files, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        write_bundle(files, BUNDLE)
+
+    steps_node.join_bundle(ctx, group_of=lambda group: 1234, share=lambda *args: None, redeem=redeem)
+    steps_node.join_bundle(ctx, group_of=lambda group: 1234, share=lambda *args: None, redeem=redeem)
+    assert redeemed == [NodeFiles(config_dir=ctx.paths.config_dir)]  # once: then the bundle is there
+
+
 def test_the_bundle_step_shares_the_tls_files_with_the_agents_group(tmp_path, compute):
     ctx, shared = node_ctx(tmp_path, compute), []
     steps_node.join_bundle(ctx, group_of={"neutron": 1234}.__getitem__, share=lambda *args: shared.append(args))
     assert shared == [(NodeFiles(config_dir=ctx.paths.config_dir), 1234)]
 
 
-# One row per name a machine may be given: (label, joined, site hostname, name or error).
+TOKEN = JoinToken(name="c3", host="10.254.0.10", port=9777, expires=4_000_000_000, ca_sha256="a" * 64,
+                  secret=new_secret())
+# One row per name a machine may be given: (label, joined, site hostname, site joins, name or error).
 NAMES = [
-    ("a controller: no join names it", False, None, None),
-    ("a node: its join's name", True, None, "c2"),
-    ("a site repeating it", True, "c2", "c2"),
-    ("a site contradicting it", True, "c9", "hostname: 'c9' is not 'c2', the name this node joined its cloud with"),
+    ("a controller: no join names it", False, None, False, None),
+    ("a node: its join's name", True, None, False, "c2"),
+    ("a site repeating it", True, "c2", False, "c2"),
+    ("a site contradicting it", True, "c9", False,
+     "hostname: 'c9' is not 'c2', the name this node joined its cloud with"),
+    ("a site that joins, before the join: its token's name", False, None, True, "c3"),
+    ("once joined, the join's name", True, None, True, "c2"),
 ]
 
 
-@pytest.mark.parametrize("label,joined,hostname,wanted", NAMES, ids=[r[0] for r in NAMES])
-def test_the_name_a_join_gave(tmp_path, compute, label, joined, hostname, wanted):
-    ctx = node_ctx(tmp_path, compute, joined=joined, site=SiteConfig(hostname=hostname))
+@pytest.mark.parametrize("label,joined,hostname,joins,wanted", NAMES, ids=[r[0] for r in NAMES])
+def test_the_name_a_join_gives(tmp_path, compute, label, joined, hostname, joins, wanted):
+    site = SiteConfig(hostname=hostname, join=JoinConfig(token=TOKEN.text()) if joins else None)
+    ctx = node_ctx(tmp_path, compute, joined=joined, site=site)
     if wanted is not None and " " in wanted:
         with pytest.raises(ApplianceError, match=wanted):
             joined_name(ctx)

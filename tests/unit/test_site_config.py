@@ -10,7 +10,7 @@ import pytest
 from project import ROOT
 
 from appliance.cluster.token import JoinToken, new_secret
-from appliance.errors import ApplianceError, ConfigError
+from appliance.errors import ConfigError
 from appliance.site import SiteConfig
 from appliance.sitefile import load_site
 from pipeline.profiles import load_profile
@@ -272,12 +272,37 @@ def test_render_of_a_join_site_writes_the_nodes_files(tmp_path):
         assert not (out / controller_only).exists(), controller_only
 
 
-def test_first_boot_refuses_a_join_site_until_the_compute_role_exists(tmp_path):
-    """Booting the controller's steps on a machine meant to join would make an island."""
-    from appliance.agent.context import AgentContext, Paths
-    from appliance.agent.steps_host import preflight
+# One row per machine: (label, profile, site config text or None, whether it joined, role).
+ROLES = [
+    ("a controller: no site", "trixie-epoxy", None, False, "controller"),
+    ("a controller: a site without join", "trixie-epoxy", "hostname: c1\n", False, "controller"),
+    ("a site that joins", "trixie-epoxy", f"join: {{token: '{TOKEN}'}}\n", False, "compute"),
+    ("a machine that joined", "trixie-epoxy", None, True, "compute"),
+    ("an unreadable site says nothing here", "trixie-epoxy", "join: [\n", False, "controller"),
+    ("a profile without the role: the site check refuses", "bookworm-zed", f"join: {{token: '{TOKEN}'}}\n", False,
+     "controller"),
+]
 
-    (tmp_path / "appliance.yaml").write_text(f"join: {{token: '{TOKEN}'}}\n")
-    ctx = AgentContext(paths=Paths(config_dir=tmp_path, state_dir=tmp_path), profile=load_profile("trixie-epoxy"))
-    with pytest.raises(ApplianceError, match="join: not yet implemented"):
-        preflight(ctx)
+
+@pytest.mark.parametrize("label,profile,site,joined,role", ROLES, ids=[r[0] for r in ROLES])
+def test_the_role_a_machine_runs_and_its_steps(tmp_path, label, profile, site, joined, role):
+    """A site that joins boots a node's steps, never the controller's: those would make an
+    island cloud of a machine meant to join another."""
+    from types import SimpleNamespace
+
+    from appliance.agent.context import AgentContext, Paths
+    from appliance.agent.steps import first_boot_steps
+    from appliance.cluster.node import NodeFiles
+    from pipeline.profiles import resolved_profile_yaml
+
+    paths = Paths(profile=tmp_path / "profile.yaml", config_dir=tmp_path / "etc", state_dir=tmp_path)
+    paths.profile.write_text(resolved_profile_yaml(profile))
+    paths.config_dir.mkdir()
+    if site is not None:
+        paths.site.write_text(site)
+    if joined:
+        NodeFiles(config_dir=paths.config_dir).credentials.write_text("node: c2\n")
+    ctx = AgentContext.load(paths)
+    assert ctx.role == role
+    names = [s.name for s in first_boot_steps(SimpleNamespace(profile=ctx.profile))]
+    assert ("bundle" in names, "keystone" in names) == (role == "compute", role == "controller")
