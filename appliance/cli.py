@@ -9,7 +9,8 @@ units run on the appliance.
   appliance measure memory|instances|burst
                                    what `invoke bench` measures here; JSON lines on stdout
   appliance add-node NAME          invite a compute node: prints its single-use join token
-  appliance join [--token-file F]  join a controller's cloud (token on stdin or in F)
+  appliance join [--token-file F]  join a controller's cloud (token on stdin or in F), then
+                                   first boot as a compute node
   appliance remove-node NAME       remove a node (or cancel its invitation)
   appliance join-service           the join service (its unit runs it; add-node starts that)
   appliance external-network|dhcp  boot-time units' commands
@@ -174,6 +175,9 @@ def _cluster(args) -> int:
         if args.command == "join-service":
             return commands.join_service(paths, say=say)
         return commands.remove_node(paths, args.name, force=args.force, say=say)
+    except StepFailed as exc:
+        print(f"[firstboot] {exc}", file=sys.stderr)
+        return 1
     except ApplianceError as exc:
         print(f"appliance {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """`appliance add-node`, `appliance join` and `appliance remove-node`: the command-line side
 of enrol.py (where the inputs come from, what is printed). Each returns the exit code; a
-refusal is an ApplianceError that appliance.cli prints as one line (exit 2).
+refusal is an ApplianceError that appliance.cli prints as one line (exit 2), a first-boot
+step that fails after a join a StepFailed (exit 1).
 
 The join token is a secret: `add-node` prints it on stdout (or writes it 0600 with --out),
 and `join` reads it from stdin or --token-file, never from its command line, which every
@@ -10,19 +11,28 @@ local user can read in /proc and which the shell keeps in its history.
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from ..agent.context import AgentContext, Paths
+from ..agent.journal import Journal
+from ..agent.lock import RunLock
+from ..agent.steps_host import preflight
 from ..errors import ApplianceError
 from ..files import atomic_write
+from ..profiles import Profile
 from . import enrol
+from .bundle import NodeBundle
 from .ca import CertificateAuthority, controller_ca, tls_paths
 from .errors import ClusterError
 from .issuer import ControllerIssuer, Keystone, NotWiredAccess, RabbitMQ
+from .joinclient import join_controller
 from .names import check_node_name
+from .node import NodeFiles
+from .nodeconf import NodeConfig
 from .registry import NodeRegistry
 from .token import utc
 
@@ -33,10 +43,18 @@ def registry_of(paths: Paths) -> NodeRegistry:
     return NodeRegistry(paths.state_dir / "cluster")
 
 
+def _controller(ctx: AgentContext) -> None:
+    """add-node, remove-node and the join service are a controller's; a node says whose."""
+    if ctx.role != Profile.CONTROLLER:
+        raise ClusterError("role", f"this machine is a {ctx.role} node, not a controller: nodes are added and "
+                                   "removed on the controller of its cloud")
+
+
 def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Say) -> int:
     check_node_name(name)  # what needs no state is refused first
     lifetime = enrol.parse_lifetime(expires)
     ctx = AgentContext.load(paths)
+    _controller(ctx)
     enrol.require_role(ctx.profile)
     if not paths.done_marker.exists():
         raise ClusterError("role", "first boot has not completed on this appliance; add nodes once it has "
@@ -82,27 +100,80 @@ def join_service(paths: Paths, *, say: Say) -> int:
     while the cloud side of a join is not whole (``ControllerIssuer.ready``); add-node does
     not start it before then."""
     ctx = AgentContext.load(paths)
+    _controller(ctx)
     enrol.require_role(ctx.profile)
     enrol.join_port(ctx.profile)
     controller_issuer(ctx).ready()
     return 0
 
 
-def join(paths: Paths, *, token_arg: str | None, token_file: Path | None, say: Say) -> int:
+def join(paths: Paths, *, token_arg: str | None, token_file: Path | None, say: Say,
+         redeem: Callable[..., NodeBundle] = join_controller, first_boot: Callable[..., None] | None = None,
+         check_host: Callable[[AgentContext], None] | None = None,
+         overlay_ip: Callable[[AgentContext, str], str] | None = None) -> int:
+    """`appliance join`: redeem the token at the controller's join service (joinclient: the
+    CA pinned before the secret leaves), then run this machine's first boot in the role a
+    join gives (its steps are the role's data). Refused in one line, before anything is sent,
+    where this machine is not a fresh one: it joined already, its first boot began (as a
+    controller: the image's first-boot unit runs at boot unless its site config joins), or
+    its site config joins with a token of its own. The keyword functions are the pieces that
+    touch the host and the network (the defaults), replaced by tests."""
     if token_arg is not None:
         raise ApplianceError("join: the token is a secret and does not go on the command line (every local user "
                              "can read it there, and the shell keeps it): give it on stdin or with --token-file; "
                              "this one is in your shell history now, so issue a new one with appliance add-node")
     token = enrol.read_token(token_file=token_file, stdin_text=_stdin_token)
     ctx = AgentContext.load(paths)
+    files = NodeFiles(config_dir=paths.config_dir)
+    if files.credentials.exists():
+        node = NodeConfig.load(files)
+        raise ClusterError("used", f"this machine joined already, as node {node.node} of {node.controller}'s cloud; "
+                                   "`appliance run` resumes its first boot")
+    if ctx.role != Profile.CONTROLLER:  # not joined, so its site config says join
+        _own_token(paths)
     enrol.check_joinable(token, profile=ctx.profile, first_boot_done=paths.done_marker.exists(), now=time.time())
-    raise ApplianceError(f"not yet implemented: redeeming the token at the controller's join service "
-                         f"({token.endpoint}) and the compute role's first boot; docs/scale-out.md, \"Join flow\"")
+    with RunLock(paths.lock, "appliance join"):
+        journal = Journal.load(paths.journal)
+        if journal.steps:
+            raise ClusterError("role", f"first boot began on this machine (step {next(iter(journal.steps))}) as the "
+                                       "controller of a cloud of its own; a node joins from a fresh first boot (a "
+                                       "new machine, or this image written anew, with join in its site config)")
+        (check_host or preflight)(ctx)
+        if ctx.site.join is not None:  # a seed volume's site config, taken by preflight
+            _own_token(paths)
+        address = (overlay_ip or _overlay_ip)(ctx, token.name)
+        bundle = redeem(token, files=files, overlay_ip=address)
+        say(f"joined the cloud of {bundle.controller} ({token.host}) as node {token.name}; its first boot follows")
+        (first_boot or _first_boot)(AgentContext.load(paths), journal, say)
+    paths.done_marker.touch()
+    return 0
+
+
+def _own_token(paths: Paths) -> None:
+    raise ClusterError("role", f"{paths.site} joins with a token of its own (join:); its first boot redeems that one "
+                               "(appliance run); give one token, not two")
+
+
+def _overlay_ip(ctx: AgentContext, name: str) -> str:
+    """This host's Geneve endpoint as its host step will record it (site or detected)."""
+    from ..agent.facts import detect_facts
+
+    return detect_facts(ctx.site, hostname=name).overlay_ip
+
+
+def _first_boot(ctx: AgentContext, journal: Journal, say: Say) -> None:
+    from ..agent.runner import run_steps
+    from ..agent.steps import first_boot_steps
+    from ..agent.system import LOG_PATH
+
+    journal.begin_run(os.getpid(), "join")
+    run_steps(first_boot_steps(ctx), journal, say, log_hint=f"{LOG_PATH}; `appliance run` resumes it")
 
 
 def remove_node(paths: Paths, name: str, *, force: bool, say: Say) -> int:
     check_node_name(name)
     ctx = AgentContext.load(paths)
+    _controller(ctx)
     enrol.require_role(ctx.profile)
     enrol.remove_node(name, registry=registry_of(paths), cloud=enrol.NotWiredCloud(), force=force,
                       now=int(time.time()), say=say)
