@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .profile_delta import FILE_KEYS, resolve_profile_file
+from .role_checks import CONTROLLER, check_roles
 from .schema import from_mapping
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ class Profile:
     # roles.profile_for_role from a role's ``steps``.
     steps: tuple[str, ...] | None = None
 
-    CONTROLLER = "controller"
+    CONTROLLER = CONTROLLER
 
     def role_names(self) -> list[str]:
         return [self.CONTROLLER, *self.roles]
@@ -307,7 +308,6 @@ def parse_profile(data: dict, source: str) -> Profile:
 
 
 def _check_profile(profile: Profile, source: str) -> None:
-    from .roles import check_roles
     from .site import SiteConfig
 
     defaults = from_mapping(SiteConfig, dict(profile.site_defaults), source, prefix="site_defaults")
