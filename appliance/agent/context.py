@@ -72,13 +72,14 @@ class Paths:
 
 def machine_role(paths: Paths) -> str:
     """The role this machine runs: the one a join gives once it joined (the join left
-    node.yaml) or while its site config says ``join:``; else the controller's. A site config
-    that cannot be read says nothing here: reading it for the run refuses it, naming why."""
-    if NodeFiles(config_dir=paths.config_dir).credentials.exists():
-        return JOIN_ROLE
+    node.yaml) or while its site config says ``join:``; else the controller's. What cannot be
+    read says nothing here (a user but root cannot enter /etc/appliance, 0700): reading the
+    site config for the run refuses it, naming why."""
     try:
+        if NodeFiles(config_dir=paths.config_dir).credentials.exists():
+            return JOIN_ROLE
         joins = paths.site.exists() and "join" in load_yaml_mapping(paths.site)
-    except ApplianceError:
+    except (ApplianceError, OSError):
         joins = False
     return JOIN_ROLE if joins else Profile.CONTROLLER
 
