@@ -90,6 +90,9 @@ class AgentContext:
     profile: Profile  # as this machine's role runs it
     _site: SiteConfig | None = field(default=None, repr=False)
     role: str = Profile.CONTROLLER
+    # The whole profile, roles and all, which the site config is checked against (its join:
+    # needs the role it joins as); None: ``profile`` is the whole one.
+    whole_profile: Profile | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, paths: Paths) -> "AgentContext":
@@ -98,13 +101,13 @@ class AgentContext:
         profile = parse_profile(load_yaml_mapping(paths.profile), str(paths.profile))
         # A profile without the role: the site check refuses its join, naming the field.
         role = machine_role(paths) if JOIN_ROLE in profile.roles else Profile.CONTROLLER
-        return cls(paths=paths, profile=profile_for_role(profile, role), role=role)
+        return cls(paths=paths, profile=profile_for_role(profile, role), role=role, whole_profile=profile)
 
     @property
     def site(self) -> SiteConfig:
         if self._site is None:
             path = self.paths.site if self.paths.site.exists() else None
-            self._site = load_site(path, self.profile)
+            self._site = load_site(path, self.whole_profile or self.profile)
             set_patience(self._site.timeouts.scale)
         return self._site
 

@@ -304,5 +304,11 @@ def test_the_role_a_machine_runs_and_its_steps(tmp_path, label, profile, site, j
         NodeFiles(config_dir=paths.config_dir).credentials.write_text("node: c2\n")
     ctx = AgentContext.load(paths)
     assert ctx.role == role
+    # The site config is checked against the whole profile: its join needs the role.
+    if profile == "bookworm-zed":
+        with pytest.raises(ConfigError, match="join: profile bookworm-zed has no compute role"):
+            ctx.site
+    elif site is not None and "[" not in site:
+        assert (ctx.site.join is not None) == ("join" in site)
     names = [s.name for s in first_boot_steps(SimpleNamespace(profile=ctx.profile))]
     assert ("bundle" in names, "keystone" in names) == (role == "compute", role == "controller")
