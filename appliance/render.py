@@ -78,10 +78,12 @@ def rabbitmq_password_hash(password: str) -> str:
 
 
 def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str],
-                     node: object | None = None) -> dict:
+                     node: object | None = None, *, members: bool = False) -> dict:
     """What every template sees. ``node``: on a compute node, its configuration from the join
     (cluster.nodeconf.NodeConfig), which the role's node templates render from; a controller
-    has none, and a template that asks for it fails naming the missing bundle."""
+    has none, and a template that asks for it fails naming the missing bundle. ``members``:
+    a controller with a node joining or joined, whose ``nodes:`` ports listen on the
+    management address too (docs/scale-out.md, "Listeners")."""
     controller = host.hostname
     identity = profile.identity
     public_url = f"http://{controller}:{identity.public_port}"
@@ -103,6 +105,14 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         """The address a server binds for a declared port."""
         return {"loopback": LOOPBACK, "management": host.management_ip, "any": "0.0.0.0"}[bind(service_name, port)]
 
+    def listen_addresses(service_name: str, port: int) -> list[str]:
+        """Every address a server binds for a declared port: its own, and the management
+        address too for a port the nodes reach once there are members."""
+        own = listen_address(service_name, port)
+        declared = next(p for p in profile.service(service_name).ports if p.port == port)
+        wider = declared.nodes and members and own != host.management_ip and own != "0.0.0.0"
+        return [own, host.management_ip] if wider else [own]
+
     def client_host(service_name: str, port: int) -> str:
         """What a client on the appliance connects to: loopback, or the host name, which
         /etc/hosts maps to the management address."""
@@ -113,6 +123,7 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         "profile": profile,
         "bind": bind,
         "listen_address": listen_address,
+        "listen_addresses": listen_addresses,
         "client_host": client_host,
         "settings": profile.settings,
         "instance_id_map": profile.instance_id_map,
@@ -156,11 +167,12 @@ def _environment(templates: Path) -> jinja2.Environment:
 
 
 def render_files(profile: Profile, site: SiteConfig, host: HostFacts, secrets: dict[str, str],
-                 templates: Path | None = None, *, node: object | None = None) -> list[RenderedFile]:
-    """Every file of ``profile`` this site runs, rendered in memory (``node``: see
-    template_context). ApplianceError naming the template for one that fails."""
+                 templates: Path | None = None, *, node: object | None = None,
+                 members: bool = False) -> list[RenderedFile]:
+    """Every file of ``profile`` this site runs, rendered in memory (``node``, ``members``:
+    see template_context). ApplianceError naming the template for one that fails."""
     env = _environment(templates or overlay_dir())
-    context = template_context(profile, site, host, secrets, node)
+    context = template_context(profile, site, host, secrets, node, members=members)
     rendered = []
     # Only the services this site runs: a switched-off service writes nothing.
     for spec in profile.active(site).files():

@@ -128,7 +128,15 @@ def generate_secrets(ctx: AgentContext) -> None:
 
 
 def write_configs(ctx: AgentContext) -> None:
-    write_rendered(render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets))
+    write_rendered(render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets, members=has_members(ctx)))
+
+
+def has_members(ctx: AgentContext) -> bool:
+    """Whether this controller has a node joining or joined (its node registry), so a run
+    again keeps the node-facing listeners a join opened."""
+    from ..cluster.registry import NodeRegistry
+
+    return NodeRegistry(ctx.paths.state_dir / "cluster").has_members()
 
 
 def write_rendered(files: list[RenderedFile]) -> None:

@@ -61,15 +61,22 @@ def server_files(paths: TlsPaths) -> tuple[Path, Path]:
     return paths.private_dir / "join.key", paths.public_dir / "join.crt"
 
 
+def southbound_files(paths: TlsPaths) -> tuple[Path, Path]:
+    """(key, certificate chain) of the OVN southbound database's TLS remote for the nodes."""
+    return paths.private_dir / "ovnsb.key", paths.public_dir / "ovnsb.crt"
+
+
 def ensure_server_certificate(ca: ApplianceCA, paths: TlsPaths, hostname: str, address: str,
-                              now: datetime.datetime | None = None) -> str | None:
-    """Issue the join service's certificate when it is missing or no longer fits (another CA,
-    host name or address, or near its end: ``tls.server_cert_problem``). Returns what was
-    done, one phrase without key material, or None when it was in place."""
+                              now: datetime.datetime | None = None, *, files: tuple[Path, Path] | None = None,
+                              what: str = "the join service's") -> str | None:
+    """Issue the join service's certificate (or another server's: ``files``, ``what``) when
+    it is missing or no longer fits (another CA, host name or address, or near its end:
+    ``tls.server_cert_problem``). Returns what was done, one phrase without key material,
+    or None when it was in place."""
     from cryptography import x509
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    key_file, chain_file = server_files(paths)
+    key_file, chain_file = files or server_files(paths)
     ca_cert = x509.load_pem_x509_certificate(ca.ca_certificate_pem())
     try:
         problem = None if key_file.exists() else "missing"
@@ -82,7 +89,7 @@ def ensure_server_certificate(ca: ApplianceCA, paths: TlsPaths, hostname: str, a
     key_pem, cert_pem = ca.server_certificate(hostname, address, now)
     atomic_write(key_file, key_pem.decode("ascii"), mode=0o600)
     atomic_write(chain_file, (cert_pem + ca.ca_certificate_pem()).decode("ascii"), mode=0o644)
-    return f"issued the join service's certificate for {hostname} and {address} (was: {problem})"
+    return f"issued {what} certificate for {hostname} and {address} (was: {problem})"
 
 
 def server_context(key_file: Path, chain_file: Path) -> ssl.SSLContext:
