@@ -25,11 +25,13 @@ from ..errors import ApplianceError
 from ..files import atomic_write
 from ..profiles import Profile
 from . import enrol
+from .allowlist import AllowList, guards
 from .bundle import NodeBundle
 from .ca import CertificateAuthority, controller_ca, tls_paths
 from .errors import ClusterError
-from .issuer import ControllerIssuer, Keystone, NotWiredAccess, RabbitMQ
+from .issuer import ControllerIssuer, Keystone, RabbitMQ
 from .joinclient import join_controller
+from .listeners import SOUTHBOUND, ControllerAccess, Rebind, Rendered, SouthboundTLS
 from .names import check_node_name
 from .node import NodeFiles
 from .nodeconf import NodeConfig
@@ -63,6 +65,7 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
     token = enrol.add_node(name, profile=ctx.profile, registry=registry_of(paths), controller=facts.hostname,
                            host=facts.management_ip, ca_of=lambda: _ready_ca(ctx, paths),
                            now=int(time.time()), lifetime=lifetime)
+    start_join_service(ctx)
     if out is not None:
         atomic_write(out, token.text() + "\n", mode=0o600)
         where = f"written to {out} (0600)"
@@ -73,6 +76,14 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
           "appliance join --token-file FILE (or the token on its stdin, or join.token in its site config)",
           file=sys.stderr)
     return 0
+
+
+def start_join_service(ctx: AgentContext) -> None:
+    """Start the join service's units (profile data), which exit once no invitation can be
+    redeemed; running already is no error (it sees the new invitation on its next look)."""
+    from ..agent.system import systemctl
+
+    systemctl("start", *ctx.profile.service(enrol.JOIN_SERVICE).units)
 
 
 def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
@@ -86,24 +97,107 @@ def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
 
 def controller_issuer(ctx: AgentContext) -> ControllerIssuer:
     """The cloud side of a join on this controller: rabbitmqctl through the agent's runner
-    (logged, the password on stdin only), Keystone as the admin when first needed."""
+    (logged, the password on stdin only), Keystone as the admin when first needed, the
+    node-facing listeners and their allow-list (listeners.py)."""
     from ..agent.steps_openstack import connect
     from ..agent.system import run
 
     return ControllerIssuer(rabbitmq=RabbitMQ(lambda argv, stdin: run(argv, stdin=stdin, timeout=120).stdout),
-                            keystone=lambda: Keystone(connect(ctx)), access=NotWiredAccess())
+                            keystone=lambda: Keystone(connect(ctx)), access=controller_access(ctx))
+
+
+def controller_access(ctx: AgentContext) -> ControllerAccess:
+    """listeners.ControllerAccess with this controller's pieces: iptables and ovn-sbctl
+    through the agent's runner, its CA, its rendered files and systemctl."""
+    import subprocess
+
+    from ..agent.steps_host import write_rendered
+    from ..agent.system import run, systemctl
+    from ..render import render_files
+    from .joinserver import ensure_server_certificate, southbound_files
+
+    def runner(argv: list[str], stdin: str | None) -> str:
+        return run(argv, stdin=stdin, timeout=120).stdout
+
+    def check(argv: list[str]) -> bool:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60).returncode == 0
+
+    paths, profile, facts = ctx.paths, ctx.profile, ctx.facts
+    tls = tls_paths(paths.config_dir, paths.state_dir)
+    key, chain = southbound_files(tls)
+    openers = {}
+    for svc, port in profile.node_ports():
+        if (svc, port.nodes) == SOUTHBOUND:
+            openers[SOUTHBOUND] = SouthboundTLS(
+                run=runner, address=facts.management_ip, port=port.port, key=str(key), certificate=str(chain),
+                ca_certificate=str(tls.ca_cert),
+                ensure_certificate=lambda: ensure_server_certificate(
+                    controller_ca(tls), tls, facts.hostname,
+                    facts.management_ip, files=(key, chain), what="the southbound database's"))
+        elif port.nodes == "tcp":
+            openers[(svc, "tcp")] = _rebind(ctx, svc, render_files, write_rendered, systemctl)
+    return ControllerAccess(profile, AllowList(paths.state_dir / "cluster" / "allowed.json", guards(profile),
+                                               run=runner, check=check), openers)
+
+
+def _rebind(ctx: AgentContext, service: str, render_files, write_rendered, systemctl) -> Rebind:
+    specs = {spec.path for spec in ctx.profile.service(service).files}
+
+    def rendered(members: bool):
+        return [f for f in render_files(ctx.profile, ctx.site, ctx.facts, ctx.secrets, members=members)
+                if f.spec.path in specs]
+
+    def render(members: bool) -> list[Rendered]:
+        def on_disk(path: str) -> str | None:
+            try:
+                return Path(path).read_text(encoding="utf-8")
+            except FileNotFoundError:
+                return None
+        return [Rendered(f.spec.path, f.content, on_disk(f.spec.path), f.spec.vars.get("unit", ""))
+                for f in rendered(members)]
+
+    def write(paths: list[str], members: bool) -> None:
+        write_rendered([f for f in rendered(members) if f.spec.path in paths])
+
+    return Rebind(service=service, render=render, write=write, restart=lambda units: systemctl("restart", *units),
+                  units=tuple(ctx.profile.service(service).units))
 
 
 def join_service(paths: Paths, *, say: Say) -> int:
     """`appliance join-service`, what appliance-join.service runs on the controller: answer
-    joins on the management address while an invitation can be redeemed. Refused in one line
-    while the cloud side of a join is not whole (``ControllerIssuer.ready``); add-node does
-    not start it before then."""
+    joins on the management address while an invitation can be redeemed (joinserver.serve),
+    then exit. Refused in one line while the cloud side of a join is not whole
+    (``ControllerIssuer.ready``)."""
+    import logging
+
+    from ..agent.system import log
+    from . import joinserver as js
+    from .joinservice import Controller
+
     ctx = AgentContext.load(paths)
     _controller(ctx)
     enrol.require_role(ctx.profile)
-    enrol.join_port(ctx.profile)
-    controller_issuer(ctx).ready()
+    port = enrol.join_port(ctx.profile)
+    issuer = controller_issuer(ctx)
+    issuer.ready()
+    registry = registry_of(paths)
+    if not registry.has_pending(int(time.time())):
+        say("join service: no invitation can be redeemed; nothing to serve")
+        return 0
+    tls = tls_paths(paths.config_dir, paths.state_dir)
+    ca = controller_ca(tls)
+    facts = ctx.facts
+    issued = js.ensure_server_certificate(ca, tls, facts.hostname, facts.management_ip)
+    if issued:
+        log(issued)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the unit's journal
+    controller = Controller(hostname=facts.hostname, management_ip=facts.management_ip, region=ctx.site.region,
+                            keystone_url=ctx.keystone_url(), metadata_secret=ctx.secrets["metadata_secret"])
+    server = js.JoinServer((facts.management_ip, port), context=js.server_context(*js.server_files(tls)),
+                           answer=js.controller_answer(registry=registry, ca=ca, issuer=issuer, controller=controller))
+    say(f"join service: listening on {facts.management_ip}:{port} while an invitation can be redeemed")
+    js.serve(server, keep_going=lambda: registry.has_pending(int(time.time())))
+    say("join service: no invitation left to redeem; stopped")
     return 0
 
 

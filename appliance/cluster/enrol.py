@@ -5,8 +5,8 @@ order and the refusals are tested without a cloud.
 Wired today: names, the registry, token text, token input, expiry, the removal of an
 invitation nobody used, the CA (ca.py over appliance/tls.py), the join service as profile
 data (service ``JOIN_SERVICE``: its unit and port), a node's RabbitMQ and Keystone users
-(issuer.py). Not yet: the node-facing listeners and their allow-list (issuer.NotWiredAccess)
-and ``CloudOps`` on a real cloud; both say so in one line.
+(issuer.py), the node-facing listeners and their allow-list (listeners.py, allowlist.py).
+Not yet: ``CloudOps`` on a real cloud, which says so in one line.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ counterpart: a node's RabbitMQ user and its Keystone user, each ``node-<name>``.
 Each user's changes are all made or none (changes.apply); a user there already keeps its
 place and gets the new password. Removal deletes the user, and its permissions or role
 assignments go with it (RabbitMQ's delete_user, Keystone's user deletion). The node-facing
-listeners and their allow-list (``allow_node``) are not written yet: ``NotWiredAccess``
-refuses in one line, and ``ready()`` says so before any invitation is recorded.
+listeners and their allow-list (``allow_node``) are a ``NodeAccess`` (listeners.py), whose
+``ready()`` refuses before any invitation is recorded where a node could not be let in.
 
 Errors: ApplianceError, one line, never a password.
 """
@@ -136,21 +136,6 @@ class NodeAccess(Protocol):
         """Raise ApplianceError (one line) when a node cannot be let in."""
 
     def allow(self, node: str, address: str, overlay_ip: str) -> None: ...
-
-
-NOT_WIRED = ("not yet implemented: the controller's node-facing listeners (the OVN southbound database over TLS, "
-             "Nova's metadata API and RabbitMQ on the management address) and their allow-list, so no invitation "
-             "is recorded and the join service is not started; docs/scale-out.md, \"Listeners\"")
-
-
-class NotWiredAccess:
-    """NodeAccess before it exists: every call says so in one line."""
-
-    def ready(self) -> None:
-        raise ApplianceError(NOT_WIRED)
-
-    def allow(self, node: str, address: str, overlay_ip: str) -> None:
-        self.ready()
 
 
 class ControllerIssuer:

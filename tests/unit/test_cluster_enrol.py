@@ -10,7 +10,6 @@ import pytest
 
 from appliance.cluster import enrol
 from appliance.cluster.errors import ClusterError
-from appliance.cluster.issuer import NOT_WIRED
 from appliance.cluster.registry import NodeRegistry
 from appliance.cluster.token import JoinToken, ca_fingerprint, new_secret, parse_token
 from appliance.errors import ApplianceError
@@ -234,8 +233,7 @@ COMMANDS = [
     ("add-node: no name", ["add-node"], "", 2, "the following arguments are required: name"),
     ("remove-node: bad name", ["remove-node", "c2!"], "", 2, "node name 'c2!' is not valid"),
     ("remove-node: unknown", ["remove-node", "c2"], "", 2, "no node 'c2' on this controller"),
-    ("join-service: no node listeners yet", ["join-service"], "", 2,
-     "not yet implemented: the controller's node-facing listeners"),
+    ("join-service: before first boot", ["join-service"], "", 2, "facts"),
 ]
 
 
@@ -296,15 +294,37 @@ def test_add_node_without_a_ca_says_so_and_records_nothing(appliance_paths, caps
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
 
 
-def test_add_node_with_a_ca_stops_at_the_node_listeners_and_records_nothing(appliance_paths, capsys):
+def test_add_node_where_the_node_listeners_cannot_open_records_nothing(appliance_paths, capsys, monkeypatch):
     from appliance import cli, tls
+    from appliance.cluster import listeners
     from appliance.cluster.ca import tls_paths
 
     tls.ensure_certificates(tls_paths(appliance_paths.config_dir, appliance_paths.state_dir), "c1", "10.254.0.10")
+    monkeypatch.setattr(listeners.shutil, "which", lambda tool: None if tool == "ovn-sbctl" else f"/usr/sbin/{tool}")
     assert cli.main(["add-node", "c2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"appliance add-node: {NOT_WIRED}"
+    assert err.strip() == "appliance add-node: this controller cannot let a node in: ovn-sbctl is not installed"
     assert not NodeRegistry(appliance_paths.state_dir / "cluster").has_nodes()
+
+
+def test_add_node_records_the_invitation_and_starts_the_join_service(appliance_paths, capsys, monkeypatch):
+    from appliance import cli, tls
+    from appliance.agent import system
+    from appliance.cluster import listeners
+    from appliance.cluster.ca import tls_paths
+    from appliance.cluster.token import parse_token
+
+    tls.ensure_certificates(tls_paths(appliance_paths.config_dir, appliance_paths.state_dir), "c1", "10.254.0.10")
+    monkeypatch.setattr(listeners.shutil, "which", lambda tool: f"/usr/sbin/{tool}")
+    started = []
+    monkeypatch.setattr(system, "systemctl", lambda *args, **kw: started.append(args))
+    assert cli.main(["add-node", "c2"]) == 0
+    out, err = capsys.readouterr()
+    token = parse_token(out.strip())
+    assert (token.name, token.host, token.port) == ("c2", "10.254.0.10", 9777)
+    assert started == [("start", "appliance-join")]
+    assert "join token for node c2 printed above: single use" in err and token.secret not in err
+    assert NodeRegistry(appliance_paths.state_dir / "cluster").get("c2").state == "invited"
 
 
 def test_remove_node_cancels_an_invitation(appliance_paths, capsys):
