@@ -39,6 +39,8 @@ from .registry import NodeRegistry
 from .token import utc
 
 Say = Callable[[str], None]
+# Seconds between two looks at a node the join service waits for (settle.py).
+WAIT_POLL = 10.0
 
 
 def registry_of(paths: Paths) -> NodeRegistry:
@@ -166,8 +168,10 @@ def _rebind(ctx: AgentContext, service: str, render_files, write_rendered, syste
 def join_service(paths: Paths, *, say: Say) -> int:
     """`appliance join-service`, what appliance-join.service runs on the controller: answer
     joins on the management address while an invitation can be redeemed (joinserver.serve),
-    then exit. Refused in one line while the cloud side of a join is not whole
-    (``ControllerIssuer.ready``)."""
+    and wait for each node it let in until its nova-compute is up, then map it into the cell
+    and record it joined (settle.py); exit when neither is left. The port is open only
+    while an invitation can be redeemed. Refused in one line while the cloud side of a join
+    is not whole (``ControllerIssuer.ready``)."""
     import logging
 
     from ..agent.system import log
@@ -181,24 +185,52 @@ def join_service(paths: Paths, *, say: Say) -> int:
     issuer = controller_issuer(ctx)
     issuer.ready()
     registry = registry_of(paths)
-    if not registry.has_pending(int(time.time())):
-        say("join service: no invitation can be redeemed; nothing to serve")
-        return 0
+    settle = _settle(ctx, registry, say)
     tls = tls_paths(paths.config_dir, paths.state_dir)
-    ca = controller_ca(tls)
     facts = ctx.facts
-    issued = js.ensure_server_certificate(ca, tls, facts.hostname, facts.management_ip)
-    if issued:
-        log(issued)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the unit's journal
-    controller = Controller(hostname=facts.hostname, management_ip=facts.management_ip, region=ctx.site.region,
-                            keystone_url=ctx.keystone_url(), metadata_secret=ctx.secrets["metadata_secret"])
-    server = js.JoinServer((facts.management_ip, port), context=js.server_context(*js.server_files(tls)),
-                           answer=js.controller_answer(registry=registry, ca=ca, issuer=issuer, controller=controller))
-    say(f"join service: listening on {facts.management_ip}:{port} while an invitation can be redeemed")
-    js.serve(server, keep_going=lambda: registry.has_pending(int(time.time())))
-    say("join service: no invitation left to redeem; stopped")
+    while settle(int(time.time())):
+        if not registry.has_pending(int(time.time())):
+            time.sleep(WAIT_POLL)  # a node let in, whose nova-compute is not up yet
+            continue
+        ca = controller_ca(tls)
+        issued = js.ensure_server_certificate(ca, tls, facts.hostname, facts.management_ip)
+        if issued:
+            log(issued)
+        controller = Controller(hostname=facts.hostname, management_ip=facts.management_ip, region=ctx.site.region,
+                                keystone_url=ctx.keystone_url(), metadata_secret=ctx.secrets["metadata_secret"])
+        server = js.JoinServer((facts.management_ip, port), context=js.server_context(*js.server_files(tls)),
+                               answer=js.controller_answer(registry=registry, ca=ca, issuer=issuer,
+                                                           controller=controller))
+        say(f"join service: listening on {facts.management_ip}:{port} while an invitation can be redeemed")
+
+        def serving() -> bool:
+            now = int(time.time())
+            settle(now)
+            return registry.has_pending(now)
+
+        js.serve(server, keep_going=serving)
+        say("join service: no invitation left to redeem; the port is closed")
+    say("join service: no invitation to redeem and no node to wait for; stopped")
     return 0
+
+
+def _settle(ctx: AgentContext, registry: NodeRegistry, say: Say):
+    """settle.Settle on this controller: Nova's service list as the admin, host discovery as
+    the nova user (as first boot's services-up step)."""
+    from ..agent.steps_openstack import connect
+    from ..agent.system import run
+    from .settle import DISCOVER, Settle
+
+    conn = []
+
+    def compute_up(name: str) -> bool:
+        if not conn:
+            conn.append(connect(ctx))
+        return any(s.binary == "nova-compute" and s.host == name and s.state == "up" and s.status == "enabled"
+                   for s in conn[0].compute.services())
+
+    return Settle(registry, compute_up=compute_up, discover=lambda: run(DISCOVER, user="nova", timeout=300), say=say)
 
 
 def join(paths: Paths, *, token_arg: str | None, token_file: Path | None, say: Say,
