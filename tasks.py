@@ -81,13 +81,15 @@ def _build(profile):
                     "instances' disks and images live there",
             "firmware": "--vm: bios or uefi (default bios; uefi uses OVMF, no Secure Boot)",
             "port": "--vm: first of 6 consecutive host ports for SSH, 5000, 8774, 8778, 9292, 9696 "
-                    "(default: the first free run in 2300-2399)"})
+                    "(default: the first free run in 2300-2399)",
+            "node": "node N (1-99) of the booted appliance, on its management segment at 10.254.0.(10+N), "
+                    "named PROFILE-nodeN; its --site carries join: with a token of appliance add-node"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
-         restart=False, memory=None, cpus=None, firmware=None, port=None, disk=None):
+         restart=False, memory=None, cpus=None, firmware=None, port=None, disk=None, node=None):
     """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
     --vm under qemu; --stop tears it down, --restart reboots it on the same disk."""
-    target = _target(profile, vm, from_tree=from_tree or None, lan=lan or None,
+    target = _target(profile, vm, from_tree=from_tree or None, lan=lan or None, node=_int(node),
                      memory_mb=_int(memory), cpus=_int(cpus), firmware=firmware, port=_int(port), disk_gb=_int(disk))
     if stop:
         target.stop()

@@ -6,6 +6,7 @@ metal host boots never carries them. Each answers an obstacle measured on these 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # - machined: libvirt asks it to register each instance and fails ("NoMachineForPID");
@@ -171,7 +172,11 @@ def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, mana
     (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\nUPLINK_GATEWAY={uplink_gateway}\n"
                                             f"LAN_INTERFACE={lan_interface}\nLAN_PEER={lan_peer}\n")
     if site_yaml is not None:
-        (config_dir / "appliance.yaml").write_text(site_yaml)
+        # 0600 from the first byte: a node's site config carries its join token.
+        site = config_dir / "appliance.yaml"
+        site.unlink(missing_ok=True)
+        with open(os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as handle:
+            handle.write(site_yaml)
     if authorized_key:
         ssh = root / "root/.ssh"
         ssh.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -24,6 +24,12 @@ def boot_name(profile: str, name: str | None = None) -> str:
     return name or os.environ.get("APPLIANCE_BOOT_NAME") or profile
 
 
+def node_name(profile: str, index: int, controller: str | None = None) -> str:
+    """The harness's name for node ``index`` of the appliance ``controller`` (default: the
+    profile's): ``<controller>-node<index>``, its state in BOOT_ROOT/<that name>."""
+    return f"{boot_name(profile, controller)}-node{index}"
+
+
 def state_dir(profile: str, name: str | None = None) -> Path:
     return BOOT_ROOT / boot_name(profile, name)
 
@@ -43,10 +49,13 @@ def harness_target() -> str:
 
 
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
-         lan: bool = False, site_yaml: str | None = None, name: str | None = None, say=print) -> nspawn.BootState:
+         lan: bool = False, site_yaml: str | None = None, name: str | None = None, node: int = 0,
+         controller: str | None = None, say=print) -> nspawn.BootState:
     """Boot the built image; ``from_tree`` lays this checkout's agent, overlays, profile and
     built guest image (artifacts/<profile>/lxc-rootfs.img[.zst]) over the image's
-    (development: no appliance rebuild for a change to them)."""
+    (development: no appliance rebuild for a change to them). ``node``: boot node number
+    ``node`` of the running appliance ``controller`` (default: the profile's), on its
+    management segment at nspawn.node_cidr(node), named node_name() unless ``name`` says."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     if site is not None:
@@ -63,9 +72,15 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         say(f"[boot] agent, overlays and profile from {source} (not the image's)")
         if guest is not None:
             say(f"[boot] LXC guest image {guest} (not the image's)")
+    segment, cidr = "", nspawn.MANAGEMENT_CIDR
+    if node:
+        segment, cidr = boot_name(profile, controller), nspawn.node_cidr(node)
+        running_state(profile, segment)  # the controller first: its segment is the node's
+        name = name or node_name(profile, node, controller)
     state = nspawn.boot(image, boot_name(profile, name), state_dir(profile, name), site_yaml=site_yaml,
-                        authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare, lan=lan)
-    say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{nspawn.MANAGEMENT_IP}")
+                        authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare, lan=lan,
+                        management_cidr=cidr, segment=segment)
+    say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{state.management_ip}")
     say(f"[boot]       or: ./inv shell --profile {profile}")
     return state
 

@@ -39,6 +39,13 @@ class BootState:
     started_at: float = 0.0
     responder_pid: int = 0  # the internet stand-in in the uplink namespace
     lan: bool = False  # a second interface into the harness's LAN namespace
+    management_cidr: str = MANAGEMENT_CIDR
+    # A node: the name of the appliance whose management segment it shares (uplink.join_segment).
+    segment: str = ""
+
+    @property
+    def management_ip(self) -> str:
+        return self.management_cidr.split("/")[0]
 
     @property
     def lower(self) -> Path:
@@ -138,14 +145,32 @@ def _start_attached(state: BootState) -> None:
     state.nspawn_pid = _start_nspawn(state)
     state.save()
     attach_netns(state)
-    state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
+    if state.segment:
+        uplink.join_segment(state.netns, state.name, state.segment)
+    else:
+        state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
     state.started_at = time.time()
     state.save()
 
 
+def node_cidr(index: int) -> str:
+    """The management address of node ``index`` (1, 2, ...) beside the controller's
+    MANAGEMENT_CIDR on the same segment."""
+    if type(index) is not int or not 1 <= index <= 99:
+        raise ApplianceError(f"node number {index!r}: expected 1 to 99")
+    network, _, prefix = MANAGEMENT_CIDR.partition("/")
+    host = int(network.rsplit(".", 1)[1]) + index
+    return f"{network.rsplit('.', 1)[0]}.{host}/{prefix}"
+
+
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
-         say=print, prepare=None, lan: bool = False) -> BootState:
-    """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start."""
+         say=print, prepare=None, lan: bool = False, management_cidr: str = MANAGEMENT_CIDR,
+         segment: str = "") -> BootState:
+    """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start.
+    ``segment``: boot a node on the management segment of the running appliance of that
+    name, at ``management_cidr`` (node_cidr), with no uplink or LAN of its own."""
+    if segment and lan:
+        raise ApplianceError("a node shares its controller's management segment and has no LAN of its own")
     ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
                      "nsenter": "util-linux", "ip": "iproute2", "ethtool": "ethtool"})
     if not image.is_file():
@@ -156,7 +181,8 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
     if existing:
         stop(state_dir, say=say)
     state_dir.mkdir(parents=True, exist_ok=True)
-    state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}", lan=lan)
+    state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}", lan=lan,
+                      management_cidr=management_cidr, segment=segment)
     for sub in ("lower", "upper", "work", "root"):
         (state_dir / sub).mkdir(exist_ok=True)
     state.save()
@@ -175,7 +201,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         for mountpoint in (state.lower, state.merged):
             _run(["mount", "--make-shared", str(mountpoint)])
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
-                               management_cidr=MANAGEMENT_CIDR, uplink_gateway=uplink.UPLINK_GATEWAY,
+                               management_cidr=state.management_cidr, uplink_gateway=uplink.UPLINK_GATEWAY,
                                lan_interface=uplink.LAN_INTERFACE if lan else "",
                                lan_peer=uplink.LAN_PEER if lan else "")
         if prepare is not None:

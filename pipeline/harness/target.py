@@ -77,11 +77,21 @@ class BootTarget:
 class ContainerTarget(BootTarget):
     """The image's root filesystem booted in systemd-nspawn behind the harness's own uplink
     namespace. ``from_tree``: this checkout's appliance package, overlays and profile over the
-    image's; ``lan``: a second interface into a LAN namespace of the harness."""
+    image's; ``lan``: a second interface into a LAN namespace of the harness; ``node``: node
+    number ``node`` of the running appliance ``controller`` (default: the profile's), on its
+    management segment (its own state directory, namespace and address; local.boot)."""
 
     from_tree: bool = False
     lan: bool = False
+    node: int = 0
+    controller: str | None = None
     kind = "container"
+
+    def __post_init__(self):
+        from . import local
+
+        if self.node and self.name is None:
+            self.name = local.node_name(self.profile, self.node, self.controller)
 
     def _state(self):
         from . import local
@@ -93,7 +103,10 @@ class ContainerTarget(BootTarget):
 
         site_yaml = uplink.lan_site() if self.lan and site is None else None
         local.boot(self.profile, self.artifacts, site=site, site_yaml=site_yaml, from_tree=self.from_tree,
-                   lan=self.lan, name=self.name)
+                   lan=self.lan, name=self.name, node=self.node, controller=self.controller)
+
+    def management_ip(self) -> str:
+        return self._state().management_ip
 
     def wait_for_first_boot(self, *, say=print) -> dict:
         from . import local
@@ -197,7 +210,7 @@ class VmTarget(BootTarget):
 
 def boot_target(kind: str, profile: str, artifacts: Path, *, name: str | None = None, **options) -> BootTarget:
     """The target of ``kind`` (KINDS); ``options`` are that kind's own (container: from_tree,
-    lan; vm: memory_mb, cpus, firmware, port, disk_gb). An option of the other kind is refused
+    lan, node, controller; vm: memory_mb, cpus, firmware, port, disk_gb). An option of the other kind is refused
     with one line naming it."""
     classes = {"container": ContainerTarget, "vm": VmTarget}
     if kind not in classes:

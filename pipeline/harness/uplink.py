@@ -13,10 +13,17 @@ the host's real network:
 
 The veth pairs are made inside the container at every boot (container_fixups), and the
 harness moves their far ends out here after the container started.
+
+A **node** (a second appliance that joins the first one's cloud) has no uplink of its own:
+its management link's far end goes into the controller's uplink namespace, onto a bridge
+(``SEGMENT_BRIDGE``) that also holds the controller's link and the gateway address, so the
+two share one L2 segment, 10.254.0.0/24, and the same way out (``join_segment``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -37,6 +44,8 @@ LAN_ROUTER = "198.51.100.1"
 LAN_FLOATING_RANGE = ("198.51.100.100", "198.51.100.199")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SEGMENT_BRIDGE = "mgmtbr"
+GATEWAY_CIDR = f"{UPLINK_GATEWAY}/24"
 
 
 def uplink_netns(name: str) -> str:
@@ -96,6 +105,51 @@ def attach(container_netns: str, name: str, *, lan: bool) -> int:
          str(INTERNET_PORT)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     return responder.pid
+
+
+def segment_port(name: str) -> str:
+    """The name of node ``name``'s link in the controller's uplink namespace: unique per
+    node and within Linux's 15 characters, whatever the node's name."""
+    return "mg" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+
+
+def bridge_commands(uplink: str, mac: str) -> list[list[str]]:
+    """``ip`` commands that turn the controller's uplink namespace ``uplink`` into a bridged
+    segment: a bridge with the link's MAC address (so the controller's neighbour entry for
+    its gateway stays right), the gateway address moved from the link to the bridge, the
+    link a port of it."""
+    return [["-n", uplink, "link", "add", SEGMENT_BRIDGE, "address", mac, "type", "bridge"],
+            ["-n", uplink, "link", "set", SEGMENT_BRIDGE, "up"],
+            ["-n", uplink, "addr", "del", GATEWAY_CIDR, "dev", UPLINK_PEER],
+            ["-n", uplink, "addr", "add", GATEWAY_CIDR, "dev", SEGMENT_BRIDGE],
+            ["-n", uplink, "link", "set", UPLINK_PEER, "master", SEGMENT_BRIDGE]]
+
+
+def _link_mac(netns: str, link: str) -> str:
+    out = subprocess.run(["ip", "-n", netns, "-j", "link", "show", link], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ApplianceError(f"{link} is not in {netns}: is the controller booted? ({out.stderr.strip()})")
+    return json.loads(out.stdout)[0]["address"]
+
+
+def join_segment(container_netns: str, name: str, controller: str, timeout: float = 60) -> None:
+    """Put node ``name``'s management link on the management segment of the appliance
+    ``controller`` (booted first): its far end, renamed (``segment_port``), becomes a port of
+    the bridge in the controller's uplink namespace, made on the first node's arrival."""
+    uplink = uplink_netns(controller)
+    if subprocess.run(["ip", "-n", uplink, "link", "show", SEGMENT_BRIDGE], capture_output=True).returncode:
+        for command in bridge_commands(uplink, _link_mac(uplink, UPLINK_PEER)):
+            _ip(*command)
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["ip", "-n", container_netns, "link", "show", UPLINK_PEER], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            raise ApplianceError(f"{UPLINK_PEER} did not appear in {container_netns} within {timeout:.0f} s")
+        time.sleep(0.2)
+    port = segment_port(name)
+    _ip("-n", container_netns, "link", "set", UPLINK_PEER, "name", port)
+    _ip("-n", container_netns, "link", "set", port, "netns", uplink)
+    _ip("-n", uplink, "link", "set", port, "master", SEGMENT_BRIDGE)
+    _ip("-n", uplink, "link", "set", port, "up")
 
 
 def detach(name: str, responder_pid: int) -> None:
