@@ -118,13 +118,18 @@ class AllowList:
         if not self.check(["iptables", "-C", *JUMP]):
             self.run(["iptables", "-I", JUMP[0], "1", *JUMP[1:]], None)
 
+    def exists(self) -> bool:
+        """Whether a join made the list (and its chain) and no ``close`` removed it since."""
+        return self.path.exists()
+
     def close(self) -> None:
-        """No node: no jump, no chain (each gone already is no error)."""
+        """No node: no jump, no chain, no file (each gone already is no error)."""
         while self.check(["iptables", "-C", *JUMP]):
             self.run(["iptables", "-D", *JUMP], None)
         if self.check(["iptables", "-n", "-L", CHAIN]):
             self.run(["iptables", "-F", CHAIN], None)
             self.run(["iptables", "-X", CHAIN], None)
+        self.path.unlink(missing_ok=True)
 
     def _save(self, entries: dict[str, list[str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -122,7 +122,10 @@ def controller_access(ctx: AgentContext) -> ControllerAccess:
         return run(argv, stdin=stdin, timeout=120).stdout
 
     def check(argv: list[str]) -> bool:
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60).returncode == 0
+        try:
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60).returncode == 0
+        except OSError:
+            return False
 
     paths, profile, facts = ctx.paths, ctx.profile, ctx.facts
     tls = tls_paths(paths.config_dir, paths.state_dir)
@@ -301,9 +304,32 @@ def remove_node(paths: Paths, name: str, *, force: bool, say: Say) -> int:
     ctx = AgentContext.load(paths)
     _controller(ctx)
     enrol.require_role(ctx.profile)
-    enrol.remove_node(name, registry=registry_of(paths), cloud=enrol.NotWiredCloud(), force=force,
+    registry = registry_of(paths)
+    registry.get(name)  # an unknown node is refused before anything of the cloud is asked
+    enrol.remove_node(name, registry=registry, cloud=controller_cloud(ctx), force=force,
                       now=int(time.time()), say=say)
     return 0
+
+
+def controller_cloud(ctx: AgentContext):
+    """cloudops.ControllerCloud on this controller: the admin's connection when first needed,
+    commands through the agent's runner."""
+    import subprocess
+
+    from ..agent.steps_openstack import connect
+    from ..agent.system import run
+    from .cloudops import ControllerCloud
+
+    def check(argv: list[str]) -> bool:
+        try:
+            return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60).returncode == 0
+        except OSError:
+            return False
+
+    issuer = controller_issuer(ctx)
+    return ControllerCloud(conn=lambda: connect(ctx), run=lambda argv, stdin: run(argv, stdin=stdin, timeout=120).stdout,
+                           check=check, issuer=issuer, access=issuer.access,
+                           join_units=tuple(ctx.profile.service(enrol.JOIN_SERVICE).units))
 
 
 def _stdin_token() -> str:

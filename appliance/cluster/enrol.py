@@ -5,8 +5,8 @@ order and the refusals are tested without a cloud.
 Wired today: names, the registry, token text, token input, expiry, the removal of an
 invitation nobody used, the CA (ca.py over appliance/tls.py), the join service as profile
 data (service ``JOIN_SERVICE``: its unit and port), a node's RabbitMQ and Keystone users
-(issuer.py), the node-facing listeners and their allow-list (listeners.py, allowlist.py).
-Not yet: ``CloudOps`` on a real cloud, which says so in one line.
+(issuer.py), the node-facing listeners and their allow-list (listeners.py, allowlist.py),
+``CloudOps`` on the running cloud (cloudops.py).
 """
 
 from __future__ import annotations
@@ -135,22 +135,6 @@ class CloudOps(Protocol):
 
     def stop_join_service(self) -> None:
         """Called once no invitation can be redeemed any more."""
-
-
-class NotWiredCloud:
-    """CloudOps before they exist: every call says so in one line."""
-
-    def close_node_listeners(self) -> None:
-        """Nothing opens them yet (add-node stops at the CA), so there is nothing to close."""
-
-    def stop_join_service(self) -> None:
-        """Nothing starts it yet, likewise."""
-
-    def __getattr__(self, name: str):
-        def refuse(*_args, **_kwargs):
-            raise ApplianceError(f"not yet implemented: removing a node that joined needs the running cloud "
-                                 f"({name}); docs/scale-out.md, \"Removal\"")
-        return refuse
 
 
 def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bool, now: int,

@@ -158,6 +158,10 @@ class ControllerAccess:
         """Take ``node`` off the allow-list; the listeners stay (``close`` closes them)."""
         self.allow_list.forget(node)
 
+    def opened(self) -> bool:
+        """Whether a join opened the listeners and nothing closed them since."""
+        return self.allow_list.exists()
+
     def close(self) -> None:
         """Back to loopback alone, then no chain: once no node is joining or joined."""
         for opener in self._used():

@@ -210,12 +210,6 @@ def test_a_failed_removal_keeps_the_node_to_run_again(registry, epoxy):
     assert registry.get("c2").state == "joining"
 
 
-def test_without_a_cloud_a_joined_node_is_not_yet_removable(registry, epoxy):
-    _joining(registry, epoxy)
-    with pytest.raises(ApplianceError, match="not yet implemented: removing a node that joined"):
-        enrol.remove_node("c2", registry=registry, cloud=enrol.NotWiredCloud(), force=False, now=NOW, say=print)
-
-
 # The verbs as typed: (label, argv, stdin, exit code, what stderr says).
 def _valid():
     return token(expires=4_000_000_000).text()
