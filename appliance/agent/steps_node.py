@@ -23,7 +23,7 @@ from ..cluster.nodeconf import NodeConfig, chassis_settings, chassis_ssl
 from ..errors import ApplianceError
 from ..render import render_files
 from .context import AgentContext
-from .netbackend import ovn
+from .netbackend import ovn, tunnel
 from .runner import Step
 from .steps_host import write_rendered
 from .steps_openstack import API_TIMEOUT, CONNECT_RETRIES, INFRA_SERVICES
@@ -102,15 +102,17 @@ def chassis_commands(settings: dict[str, str], ssl: tuple[str, str, str]) -> lis
     ]
 
 
-def node_chassis(ctx: AgentContext, *, command=run, start=enable_and_start) -> None:
+def node_chassis(ctx: AgentContext, *, command=run, start=enable_and_start, place_endpoint=None) -> None:
     """OVSDB, this chassis' settings and TLS, then the switch and ovn-controller. No OVN
     central database or northd: those are the controller's."""
     node, facts = node_config(ctx), ctx.facts
+    place_endpoint = place_endpoint or tunnel.place_endpoint
     settings = chassis_settings(node, overlay_ip=facts.overlay_ip, datapath=facts.datapath)
     start(ovn.DATABASE_UNITS)
     for argv in chassis_commands(settings, chassis_ssl(node)):
         command(argv)
     start(ovn.SWITCH_UNITS)
+    place_endpoint(datapath=facts.datapath, overlay_ip=facts.overlay_ip, management_ip=facts.management_ip)
     start(ovn.CONTROLLER_UNITS)
     log(f"chassis {node.node}: southbound {node.southbound}, geneve on {facts.overlay_ip}")
 

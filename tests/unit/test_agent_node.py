@@ -60,13 +60,14 @@ CHASSIS_COMMANDS = [
 def test_the_chassis_commands_and_their_order_between_the_units(tmp_path, compute):
     done = []
     steps_node.node_chassis(node_ctx(tmp_path, compute), command=lambda argv: done.append(argv),
-                            start=lambda units: done.append(("start", *units)))
+                            start=lambda units: done.append(("start", *units)),
+                            place_endpoint=lambda **kw: done.append(("endpoint", kw["overlay_ip"])))
     files = NodeFiles(config_dir=tmp_path / "etc")
     ssl = (str(files.key), str(files.certificate), str(files.ca))
     wanted = [[*argv[:3], *ssl] if argv[2] == "set-ssl" else argv for _, argv in CHASSIS_COMMANDS]
     assert done == [("start", "ovsdb-server"), *wanted,
                     ("start", "ovs-vswitchd", "openvswitch-switch", "ovs-record-hostname"),
-                    ("start", "ovn-controller", "ovn-host")]
+                    ("endpoint", "10.254.1.11"), ("start", "ovn-controller", "ovn-host")]
     # No OVN central database or northd: they are the controller's.
     assert not any("ovn-northd" in item or "ovn-ovsdb-server-sb" in item for item in done)
 

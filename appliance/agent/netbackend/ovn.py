@@ -18,6 +18,7 @@ from ..context import AgentContext
 from ..external import HostBridge, set_address
 from ..runner import Step
 from ..system import enable_and_start, log, run
+from . import tunnel
 
 MODULE = Path("/sys/module/openvswitch")
 # os-vif's and the metadata agent's way into OVSDB; loopback only (declared in the profile).
@@ -107,6 +108,8 @@ def configure_chassis(ctx: AgentContext) -> None:
     if "ovn-bridge-mappings" not in settings:
         run(["ovs-vsctl", "--no-wait", "remove", "open_vswitch", ".", "external_ids", "ovn-bridge-mappings"])
     enable_and_start(SWITCH_UNITS + CENTRAL_UNITS)
+    tunnel.place_endpoint(datapath=ctx.facts.datapath, overlay_ip=ctx.facts.overlay_ip,
+                          management_ip=ctx.facts.management_ip)
     enable_and_start(CONTROLLER_UNITS)
     log(f"chassis {settings['system-id']}: datapath {settings['ovn-bridge-datapath-type']}, "
         f"encapsulation geneve on {settings['ovn-encap-ip']}")
