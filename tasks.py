@@ -83,13 +83,16 @@ def _build(profile):
             "port": "--vm: first of 6 consecutive host ports for SSH, 5000, 8774, 8778, 9292, 9696 "
                     "(default: the first free run in 2300-2399)",
             "node": "node N (1-99) of the booted appliance, on its management segment at 10.254.0.(10+N), "
-                    "named PROFILE-nodeN; its --site carries join: with a token of appliance add-node"})
+                    "named PROFILE-nodeN, with an overlay link for Geneve; its --site carries join: with a token of "
+                    "appliance add-node",
+            "overlay": "a second link for Geneve (10.254.0.200/26), as a controller whose nodes are booted with --node "
+                       "needs (the site's overlay_ip is set to it)"})
 @operator_errors
 def boot(c, profile=DEFAULT_PROFILE, stop=False, site=None, wait=False, vm=False, from_tree=False, lan=False,
-         restart=False, memory=None, cpus=None, firmware=None, port=None, disk=None, node=None):
+         restart=False, memory=None, cpus=None, firmware=None, port=None, disk=None, node=None, overlay=False):
     """Boot the built appliance locally in systemd-nspawn (its uplink is a namespace of the harness), or with
     --vm under qemu; --stop tears it down, --restart reboots it on the same disk."""
-    target = _target(profile, vm, from_tree=from_tree or None, lan=lan or None, node=_int(node),
+    target = _target(profile, vm, from_tree=from_tree or None, lan=lan or None, node=_int(node), overlay=overlay or None,
                      memory_mb=_int(memory), cpus=_int(cpus), firmware=firmware, port=_int(port), disk_gb=_int(disk))
     if stop:
         target.stop()

@@ -47,6 +47,15 @@ if [ -n "${{LAN_INTERFACE:-}}" ] && ! ip link show "$LAN_INTERFACE" >/dev/null 2
     ip link set "$LAN_PEER" up
     ip link set "$LAN_INTERFACE" up
 fi
+# A second link for Geneve between the containers of a two-node harness (its far end goes to
+# the controller's uplink namespace too); its address moves onto an Open vSwitch bridge at
+# first boot (the agent's netbackend/tunnel.py).
+if [ -n "${{OVERLAY_CIDR:-}}" ] && ! ip link show ovl0 >/dev/null 2>&1; then
+    ip link add ovl0 type veth peer name ovl1
+    ip addr add "$OVERLAY_CIDR" dev ovl0
+    ip link set ovl1 up
+    ip link set ovl0 up
+fi
 # nspawn mounts the cgroup v1 controllers read-only, but libvirt's LXC driver must create
 # cgroups for instances: make them writable (a bind remount; a plain remount,rw fails).
 for dir in /sys/fs/cgroup/*/; do
@@ -148,7 +157,7 @@ def copy_source_tree(root: Path, source: Path, profile_yaml: str, guest_image: P
 
 
 def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str,
-          uplink_gateway: str = "", lan_interface: str = "", lan_peer: str = "") -> None:
+          uplink_gateway: str = "", lan_interface: str = "", lan_peer: str = "", overlay_cidr: str = "") -> None:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in MASKED_UNITS:
@@ -170,7 +179,8 @@ def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, mana
     config_dir = root / "etc/appliance"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\nUPLINK_GATEWAY={uplink_gateway}\n"
-                                            f"LAN_INTERFACE={lan_interface}\nLAN_PEER={lan_peer}\n")
+                                            f"LAN_INTERFACE={lan_interface}\nLAN_PEER={lan_peer}\n"
+                                            f"OVERLAY_CIDR={overlay_cidr}\n")
     if site_yaml is not None:
         # 0600 from the first byte: a node's site config carries its join token.
         site = config_dir / "appliance.yaml"

@@ -50,12 +50,14 @@ def harness_target() -> str:
 
 def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: bool = False,
          lan: bool = False, site_yaml: str | None = None, name: str | None = None, node: int = 0,
-         controller: str | None = None, say=print) -> nspawn.BootState:
+         controller: str | None = None, overlay: bool = False, say=print) -> nspawn.BootState:
     """Boot the built image; ``from_tree`` lays this checkout's agent, overlays, profile and
     built guest image (artifacts/<profile>/lxc-rootfs.img[.zst]) over the image's
     (development: no appliance rebuild for a change to them). ``node``: boot node number
     ``node`` of the running appliance ``controller`` (default: the profile's), on its
-    management segment at nspawn.node_cidr(node), named node_name() unless ``name`` says."""
+    management segment at nspawn.node_cidr(node), named node_name() unless ``name`` says.
+    ``overlay`` (always for a node): a second link for Geneve at nspawn.overlay_cidr, which
+    the site config names as its ``overlay_ip`` (added when it names none)."""
     image = artifacts / profile / "appliance.raw"
     key = harness_key(profile)
     if site is not None:
@@ -77,12 +79,28 @@ def boot(profile: str, artifacts: Path, *, site: Path | None = None, from_tree: 
         segment, cidr = boot_name(profile, controller), nspawn.node_cidr(node)
         running_state(profile, segment)  # the controller first: its segment is the node's
         name = name or node_name(profile, node, controller)
+    overlay_cidr = nspawn.overlay_cidr(node) if node or overlay else ""
+    if overlay_cidr:
+        site_yaml = with_overlay_ip(site_yaml, overlay_cidr.split("/")[0])
     state = nspawn.boot(image, boot_name(profile, name), state_dir(profile, name), site_yaml=site_yaml,
                         authorized_key=key.with_suffix(".pub").read_text(), say=say, prepare=prepare, lan=lan,
-                        management_cidr=cidr, segment=segment)
+                        management_cidr=cidr, segment=segment, overlay_cidr=overlay_cidr)
     say(f"[boot] reach it: ip netns exec {state.netns} ssh -i {key} root@{state.management_ip}")
     say(f"[boot]       or: ./inv shell --profile {profile}")
     return state
+
+
+def with_overlay_ip(site_yaml: str | None, address: str) -> str:
+    """``site_yaml`` naming ``address`` as its overlay_ip, unless it names one already."""
+    import yaml
+
+    data = yaml.safe_load(site_yaml or "") or {}
+    if not isinstance(data, dict):
+        raise ApplianceError("the site config is not a mapping")
+    if "overlay_ip" in data:
+        return site_yaml or ""
+    text = site_yaml or ""
+    return f"{text}{'' if not text or text.endswith(chr(10)) else chr(10)}overlay_ip: {address}\n"
 
 
 def running_state(profile: str, name: str | None = None) -> nspawn.BootState:

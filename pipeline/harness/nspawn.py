@@ -26,6 +26,10 @@ from .host import ensure_commands
 
 MANAGEMENT_CIDR = "10.254.0.10/24"
 MANAGEMENT_IP = MANAGEMENT_CIDR.split("/")[0]
+# A second link for Geneve between the containers of a two-node harness (netbackend/tunnel.py:
+# on the userspace datapath the endpoint moves onto an Open vSwitch bridge, which must not
+# be the management link). Inside 10.254.0.0/24, more specific than the management route.
+OVERLAY_CIDR = "10.254.0.200/26"
 
 
 @dataclass
@@ -42,6 +46,11 @@ class BootState:
     management_cidr: str = MANAGEMENT_CIDR
     # A node: the name of the appliance whose management segment it shares (uplink.join_segment).
     segment: str = ""
+    overlay_cidr: str = ""  # the overlay link's address; "" without one
+
+    @property
+    def overlay_ip(self) -> str:
+        return self.overlay_cidr.split("/")[0]
 
     @property
     def management_ip(self) -> str:
@@ -146,29 +155,47 @@ def _start_attached(state: BootState) -> None:
     state.save()
     attach_netns(state)
     if state.segment:
-        uplink.join_segment(state.netns, state.name, state.segment)
+        uplink.join_segment(state.netns, state.name, state.segment, overlay=bool(state.overlay_cidr))
     else:
-        state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan)
+        state.responder_pid = uplink.attach(state.netns, state.name, lan=state.lan, overlay=bool(state.overlay_cidr))
     state.started_at = time.time()
     state.save()
+
+
+MAX_NODES = 50
+
+
+def _check_index(index: int, low: int) -> None:
+    if type(index) is not int or not low <= index <= MAX_NODES:
+        raise ApplianceError(f"node number {index!r}: expected {max(low, 1)} to {MAX_NODES}")
 
 
 def node_cidr(index: int) -> str:
     """The management address of node ``index`` (1, 2, ...) beside the controller's
     MANAGEMENT_CIDR on the same segment."""
-    if type(index) is not int or not 1 <= index <= 99:
-        raise ApplianceError(f"node number {index!r}: expected 1 to 99")
+    _check_index(index, 1)
     network, _, prefix = MANAGEMENT_CIDR.partition("/")
+    host = int(network.rsplit(".", 1)[1]) + index
+    return f"{network.rsplit('.', 1)[0]}.{host}/{prefix}"
+
+
+def overlay_cidr(index: int) -> str:
+    """The Geneve endpoint of the controller (0) or of node ``index`` on the harness's
+    overlay link (OVERLAY_CIDR's /26 inside the management /24, its own L2 segment)."""
+    _check_index(index, 0)
+    network, _, prefix = OVERLAY_CIDR.partition("/")
     host = int(network.rsplit(".", 1)[1]) + index
     return f"{network.rsplit('.', 1)[0]}.{host}/{prefix}"
 
 
 def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, authorized_key: str | None,
          say=print, prepare=None, lan: bool = False, management_cidr: str = MANAGEMENT_CIDR,
-         segment: str = "") -> BootState:
+         segment: str = "", overlay_cidr: str = "") -> BootState:
     """Boot ``image``; ``prepare(root)``, when given, may change the overlay before start.
     ``segment``: boot a node on the management segment of the running appliance of that
-    name, at ``management_cidr`` (node_cidr), with no uplink or LAN of its own."""
+    name, at ``management_cidr`` (node_cidr), with no uplink or LAN of its own.
+    ``overlay_cidr``: a second link for Geneve at that address (overlay_cidr), on the
+    controller's overlay segment."""
     if segment and lan:
         raise ApplianceError("a node shares its controller's management segment and has no LAN of its own")
     ensure_commands({"systemd-nspawn": "systemd-container", "sfdisk": "fdisk", "losetup": "mount",
@@ -182,7 +209,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         stop(state_dir, say=say)
     state_dir.mkdir(parents=True, exist_ok=True)
     state = BootState(name=name, image=str(image), state_dir=str(state_dir), netns=f"appliance-{name}", lan=lan,
-                      management_cidr=management_cidr, segment=segment)
+                      management_cidr=management_cidr, segment=segment, overlay_cidr=overlay_cidr)
     for sub in ("lower", "upper", "work", "root"):
         (state_dir / sub).mkdir(exist_ok=True)
     state.save()
@@ -203,7 +230,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
                                management_cidr=state.management_cidr, uplink_gateway=uplink.UPLINK_GATEWAY,
                                lan_interface=uplink.LAN_INTERFACE if lan else "",
-                               lan_peer=uplink.LAN_PEER if lan else "")
+                               lan_peer=uplink.LAN_PEER if lan else "", overlay_cidr=overlay_cidr)
         if prepare is not None:
             prepare(state.merged)
         _start_attached(state)

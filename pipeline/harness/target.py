@@ -79,12 +79,15 @@ class ContainerTarget(BootTarget):
     namespace. ``from_tree``: this checkout's appliance package, overlays and profile over the
     image's; ``lan``: a second interface into a LAN namespace of the harness; ``node``: node
     number ``node`` of the running appliance ``controller`` (default: the profile's), on its
-    management segment (its own state directory, namespace and address; local.boot)."""
+    management segment (its own state directory, namespace and address; local.boot);
+    ``overlay``: a second link for Geneve (a node always has one), so a node can reach this
+    appliance's chassis on the userspace datapath."""
 
     from_tree: bool = False
     lan: bool = False
     node: int = 0
     controller: str | None = None
+    overlay: bool = False
     kind = "container"
 
     def __post_init__(self):
@@ -103,7 +106,7 @@ class ContainerTarget(BootTarget):
 
         site_yaml = uplink.lan_site() if self.lan and site is None else None
         local.boot(self.profile, self.artifacts, site=site, site_yaml=site_yaml, from_tree=self.from_tree,
-                   lan=self.lan, name=self.name, node=self.node, controller=self.controller)
+                   lan=self.lan, name=self.name, node=self.node, controller=self.controller, overlay=self.overlay)
 
     def management_ip(self) -> str:
         return self._state().management_ip
@@ -210,7 +213,7 @@ class VmTarget(BootTarget):
 
 def boot_target(kind: str, profile: str, artifacts: Path, *, name: str | None = None, **options) -> BootTarget:
     """The target of ``kind`` (KINDS); ``options`` are that kind's own (container: from_tree,
-    lan, node, controller; vm: memory_mb, cpus, firmware, port, disk_gb). An option of the other kind is refused
+    lan, node, controller, overlay; vm: memory_mb, cpus, firmware, port, disk_gb). An option of the other kind is refused
     with one line naming it."""
     classes = {"container": ContainerTarget, "vm": VmTarget}
     if kind not in classes:

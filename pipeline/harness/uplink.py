@@ -45,6 +45,8 @@ LAN_FLOATING_RANGE = ("198.51.100.100", "198.51.100.199")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEGMENT_BRIDGE = "mgmtbr"
+OVERLAY_PEER = "ovl1"  # the far end of a container's overlay link ovl0
+OVERLAY_BRIDGE = "ovlbr"  # the overlay segment in the controller's uplink namespace (no address)
 GATEWAY_CIDR = f"{UPLINK_GATEWAY}/24"
 
 
@@ -81,14 +83,38 @@ def _move_peer(container_netns: str, peer: str, target_netns: str, address: str,
     _ip("-n", target_netns, "link", "set", peer, "up")
 
 
-def attach(container_netns: str, name: str, *, lan: bool) -> int:
-    """Make the uplink (and the LAN) namespaces and start the internet stand-in; returns its pid."""
+def _wait_link(netns: str, link: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["ip", "-n", netns, "link", "show", link], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            raise ApplianceError(f"{link} did not appear in {netns} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _bridge_port(container_netns: str, peer: str, uplink: str, port: str, bridge: str, timeout: float = 60) -> None:
+    """Move the container's ``peer`` into ``uplink`` as ``port`` of ``bridge`` (made when missing)."""
+    if subprocess.run(["ip", "-n", uplink, "link", "show", bridge], capture_output=True).returncode:
+        _ip("-n", uplink, "link", "add", bridge, "type", "bridge")
+        _ip("-n", uplink, "link", "set", bridge, "up")
+    _wait_link(container_netns, peer, timeout)
+    if port != peer:
+        _ip("-n", container_netns, "link", "set", peer, "name", port)
+    _ip("-n", container_netns, "link", "set", port, "netns", uplink)
+    _ip("-n", uplink, "link", "set", port, "master", bridge)
+    _ip("-n", uplink, "link", "set", port, "up")
+
+
+def attach(container_netns: str, name: str, *, lan: bool, overlay: bool = False) -> int:
+    """Make the uplink (and the LAN) namespaces and start the internet stand-in; returns its
+    pid. ``overlay``: the container's overlay link onto OVERLAY_BRIDGE there."""
     uplink = uplink_netns(name)
     subprocess.run(["ip", "netns", "del", uplink], capture_output=True)
     _ip("netns", "add", uplink)
     _ip("-n", uplink, "link", "set", "lo", "up")
     _ip("-n", uplink, "addr", "add", f"{INTERNET_HOST}/32", "dev", "lo")
     _move_peer(container_netns, UPLINK_PEER, uplink, f"{UPLINK_GATEWAY}/24")
+    if overlay:
+        _bridge_port(container_netns, OVERLAY_PEER, uplink, OVERLAY_PEER, OVERLAY_BRIDGE)
     if lan:
         lan_ns = lan_netns(name)
         subprocess.run(["ip", "netns", "del", lan_ns], capture_output=True)
@@ -107,10 +133,11 @@ def attach(container_netns: str, name: str, *, lan: bool) -> int:
     return responder.pid
 
 
-def segment_port(name: str) -> str:
-    """The name of node ``name``'s link in the controller's uplink namespace: unique per
-    node and within Linux's 15 characters, whatever the node's name."""
-    return "mg" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+def segment_port(name: str, prefix: str = "mg") -> str:
+    """The name of node ``name``'s link in the controller's uplink namespace (``prefix``
+    "mg": management, "ov": overlay): unique per node and within Linux's 15 characters,
+    whatever the node's name."""
+    return prefix + hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
 
 
 def bridge_commands(uplink: str, mac: str) -> list[list[str]]:
@@ -132,24 +159,19 @@ def _link_mac(netns: str, link: str) -> str:
     return json.loads(out.stdout)[0]["address"]
 
 
-def join_segment(container_netns: str, name: str, controller: str, timeout: float = 60) -> None:
+def join_segment(container_netns: str, name: str, controller: str, *, overlay: bool = False,
+                 timeout: float = 60) -> None:
     """Put node ``name``'s management link on the management segment of the appliance
     ``controller`` (booted first): its far end, renamed (``segment_port``), becomes a port of
-    the bridge in the controller's uplink namespace, made on the first node's arrival."""
+    the bridge in the controller's uplink namespace, made on the first node's arrival.
+    ``overlay``: its overlay link likewise onto the controller's OVERLAY_BRIDGE."""
     uplink = uplink_netns(controller)
     if subprocess.run(["ip", "-n", uplink, "link", "show", SEGMENT_BRIDGE], capture_output=True).returncode:
         for command in bridge_commands(uplink, _link_mac(uplink, UPLINK_PEER)):
             _ip(*command)
-    deadline = time.monotonic() + timeout
-    while subprocess.run(["ip", "-n", container_netns, "link", "show", UPLINK_PEER], capture_output=True).returncode:
-        if time.monotonic() > deadline:
-            raise ApplianceError(f"{UPLINK_PEER} did not appear in {container_netns} within {timeout:.0f} s")
-        time.sleep(0.2)
-    port = segment_port(name)
-    _ip("-n", container_netns, "link", "set", UPLINK_PEER, "name", port)
-    _ip("-n", container_netns, "link", "set", port, "netns", uplink)
-    _ip("-n", uplink, "link", "set", port, "master", SEGMENT_BRIDGE)
-    _ip("-n", uplink, "link", "set", port, "up")
+    _bridge_port(container_netns, UPLINK_PEER, uplink, segment_port(name), SEGMENT_BRIDGE, timeout)
+    if overlay:
+        _bridge_port(container_netns, OVERLAY_PEER, uplink, segment_port(name, "ov"), OVERLAY_BRIDGE, timeout)
 
 
 def detach(name: str, responder_pid: int) -> None:

@@ -13,25 +13,40 @@ from pipeline.harness.target import ContainerTarget, boot_target
 ART = Path("/nonexistent/artifacts")
 
 
-@pytest.mark.parametrize("index, cidr", [(1, "10.254.0.11/24"), (2, "10.254.0.12/24"), (99, "10.254.0.109/24")])
-def test_a_nodes_address_is_beside_the_controllers(index, cidr):
-    assert nspawn.node_cidr(index) == cidr
+@pytest.mark.parametrize("index, cidr, overlay", [(1, "10.254.0.11/24", "10.254.0.201/26"),
+                                                  (2, "10.254.0.12/24", "10.254.0.202/26"),
+                                                  (50, "10.254.0.60/24", "10.254.0.250/26")])
+def test_a_nodes_addresses_are_beside_the_controllers(index, cidr, overlay):
+    assert nspawn.node_cidr(index) == cidr and nspawn.overlay_cidr(index) == overlay
+    assert nspawn.overlay_cidr(0) == "10.254.0.200/26"
 
 
-@pytest.mark.parametrize("index", [0, -1, 100, "1", True])
-def test_a_node_number_is_1_to_99(index):
-    with pytest.raises(ApplianceError, match="expected 1 to 99"):
+@pytest.mark.parametrize("index", [0, -1, 51, "1", True])
+def test_a_node_number_is_1_to_50(index):
+    with pytest.raises(ApplianceError, match="expected 1 to 50"):
         nspawn.node_cidr(index)
 
 
-def test_every_address_is_inside_the_harness_segment():
+def test_every_address_is_inside_the_harness_segment_and_each_once():
     import ipaddress
 
     segment = ipaddress.ip_network("10.254.0.0/24")
-    addresses = [ipaddress.ip_interface(nspawn.node_cidr(i)) for i in range(1, 100)]
-    assert all(a.network == segment for a in addresses)
-    assert str(ipaddress.ip_address(uplink.UPLINK_GATEWAY)) not in {str(a.ip) for a in addresses}
-    assert nspawn.MANAGEMENT_IP not in {str(a.ip) for a in addresses}
+    management = [ipaddress.ip_interface(nspawn.node_cidr(i)) for i in range(1, 51)]
+    overlay = [ipaddress.ip_interface(nspawn.overlay_cidr(i)) for i in range(0, 51)]
+    assert all(a.network == segment for a in management)
+    assert all(a.network.subnet_of(segment) and a.network.prefixlen > 24 for a in overlay)
+    ips = [str(a.ip) for a in management + overlay] + [uplink.UPLINK_GATEWAY, nspawn.MANAGEMENT_IP]
+    assert len(set(ips)) == len(ips)
+
+
+@pytest.mark.parametrize("site, expected", [
+    (None, "overlay_ip: 10.254.0.201\n"),
+    ("join: {token: aj1.x}\n", "join: {token: aj1.x}\noverlay_ip: 10.254.0.201\n"),
+    ("join: {token: aj1.x}", "join: {token: aj1.x}\noverlay_ip: 10.254.0.201\n"),
+    ("overlay_ip: 10.254.0.222\n", "overlay_ip: 10.254.0.222\n"),
+])
+def test_the_site_names_the_overlay_address(site, expected):
+    assert local.with_overlay_ip(site, "10.254.0.201") == expected
 
 
 def test_node_names_and_state_dirs(monkeypatch):
@@ -54,6 +69,7 @@ def test_a_node_target_is_named_after_its_controller(monkeypatch):
 @pytest.mark.parametrize("options, message", [
     ({"node": 1}, r"^--node: only for the container harness"),
     ({"controller": "c1"}, r"^--controller: only for the container harness"),
+    ({"overlay": True}, r"^--overlay: only for the container harness"),
 ])
 def test_the_vm_harness_has_no_nodes(options, message):
     with pytest.raises(ApplianceError, match=message):
@@ -62,10 +78,10 @@ def test_the_vm_harness_has_no_nodes(options, message):
 
 def test_segment_ports_fit_linux_and_differ_per_node():
     names = ["trixie-epoxy-node1", "trixie-epoxy-node2", "a-very-long-appliance-name-node1"]
-    ports = [uplink.segment_port(n) for n in names]
+    ports = [uplink.segment_port(n) for n in names] + [uplink.segment_port(n, "ov") for n in names]
     assert len(set(ports)) == len(ports) and all(len(p) <= 15 for p in ports)
     assert uplink.segment_port(names[0]) == ports[0]  # stable across a restart
-    assert uplink.UPLINK_PEER not in ports
+    assert uplink.UPLINK_PEER not in ports and uplink.OVERLAY_PEER not in ports
 
 
 def test_the_controllers_uplink_becomes_a_bridge_keeping_its_gateway_and_mac():
@@ -88,10 +104,11 @@ def test_the_site_file_is_0600_from_the_first_byte(tmp_path):
     from pipeline.harness import container_fixups
 
     container_fixups.apply(tmp_path, site_yaml="join: {token: aj1.x}\n", authorized_key=None,
-                           management_cidr=nspawn.node_cidr(1))
+                           management_cidr=nspawn.node_cidr(1), overlay_cidr=nspawn.overlay_cidr(1))
     site = tmp_path / "etc/appliance/appliance.yaml"
     assert site.stat().st_mode & 0o777 == 0o600 and site.read_text() == "join: {token: aj1.x}\n"
-    assert "MANAGEMENT_CIDR=10.254.0.11/24\n" in (tmp_path / "etc/appliance/harness.env").read_text()
+    env = (tmp_path / "etc/appliance/harness.env").read_text()
+    assert "MANAGEMENT_CIDR=10.254.0.11/24\n" in env and "OVERLAY_CIDR=10.254.0.201/26\n" in env
 
 
 def test_boot_state_of_an_older_harness_loads_as_a_controller(tmp_path):
@@ -100,4 +117,4 @@ def test_boot_state_of_an_older_harness_loads_as_a_controller(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"name": "p", "image": "i", "state_dir": str(tmp_path),
                                                      "netns": "appliance-p"}))
     state = nspawn.BootState.load(tmp_path)
-    assert (state.management_ip, state.segment) == ("10.254.0.10", "")
+    assert (state.management_ip, state.segment, state.overlay_cidr) == ("10.254.0.10", "", "")
