@@ -40,13 +40,13 @@ class Settle:
     def __call__(self, now: int) -> bool:
         for name in awaited(self.registry.nodes(), now, self.wait):
             try:
-                up = self.compute_up(name)
-            except Exception as exc:  # an API that does not answer now may later: ask again
-                self.say(f"node {name}: Nova did not say whether its nova-compute is up ({type(exc).__name__}); "
-                         "asking again")
-                continue
-            if up:
+                if not self.compute_up(name):
+                    continue
                 self.discover()
-                self.registry.mark_joined(name)
-                self.say(f"node {name}: nova-compute is up and its host is mapped into the cell; joined")
+            except Exception as exc:  # an API or a command that fails now may not later: try again
+                self.say(f"node {name}: could not yet see its nova-compute up or map its host "
+                         f"({type(exc).__name__}: {str(exc)[:200]}); trying again")
+                continue
+            self.registry.mark_joined(name)
+            self.say(f"node {name}: nova-compute is up and its host is mapped into the cell; joined")
         return self.registry.has_pending(now) or bool(awaited(self.registry.nodes(), now, self.wait))

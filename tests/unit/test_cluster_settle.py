@@ -54,6 +54,22 @@ def test_a_pending_invitation_keeps_the_service_and_a_failing_api_is_asked_again
 
     settle = Settle(registry, compute_up=compute_up, discover=lambda: None, say=said.append)
     assert settle(NOW + 10) is True
-    assert said == ["node c2: Nova did not say whether its nova-compute is up (ConnectionError); asking again"]
+    assert said == ["node c2: could not yet see its nova-compute up or map its host (ConnectionError: keystone); "
+                    "trying again"]
     assert settle(NOW + JOIN_WAIT + 1) is True  # c2 no longer awaited; c3's invitation still pending
     assert settle(NOW + 3600) is False
+
+
+def test_a_failed_discovery_is_tried_again_and_the_node_stays_joining(registry):
+    said, tries = [], []
+
+    def discover():
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("nova-manage exited 1")
+
+    settle = Settle(registry, compute_up=lambda name: True, discover=discover, say=said.append)
+    assert settle(NOW + 10) is True and registry.get("c2").state == "joining"
+    assert settle(NOW + 20) is False and registry.get("c2").state == "joined" and len(tries) == 2
+    assert said[0] == ("node c2: could not yet see its nova-compute up or map its host (RuntimeError: nova-manage "
+                       "exited 1); trying again")
