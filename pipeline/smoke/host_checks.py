@@ -21,6 +21,7 @@ JOURNAL_PATH = str(Paths().journal)
 FACTS_PATH = str(Paths().facts)
 SECRETS_PATH = str(Paths().secrets)
 SITE_PATH = str(Paths().site)
+NODES_PATH = str(Paths().state_dir / "cluster" / "nodes.json")
 
 
 def appliance_profile(host) -> Profile:
@@ -132,9 +133,9 @@ def undeclared_listeners(found: list[tuple[str, int, str]], profile: Profile, ma
     return problems
 
 
-def only_declared_listeners(host, profile: Profile, management_ip: str) -> str:
+def only_declared_listeners(host, profile: Profile, management_ip: str, *, has_members: bool = False) -> str:
     found = listeners(host)
-    problems = undeclared_listeners(found, profile, management_ip)
+    problems = undeclared_listeners(found, profile, management_ip, has_members=has_members)
     assert not problems, "; ".join(problems)
     return f"{len(found)} listeners, all declared"
 
@@ -180,10 +181,27 @@ def units_running(host, profile: Profile) -> str:
     return f"{len(profile.units())} units"
 
 
-def ports_bound(host, profile: Profile, management_ip: str, *, on_demand_running: bool = False) -> str:
+def members_of(nodes_json: str | None) -> bool:
+    """Whether the controller's node registry (its text, None when there is none) lists a
+    node that is joining or joined (appliance.cluster.registry.has_members)."""
+    if not nodes_json:
+        return False
+    nodes = json.loads(nodes_json).get("nodes", {})
+    return any(node.get("state") in ("joining", "joined") for node in nodes.values())
+
+
+def has_members(host) -> bool:
+    registry = host.file(NODES_PATH)
+    return members_of(registry.content_string if registry.exists else None)
+
+
+def ports_bound(host, profile: Profile, management_ip: str, *, on_demand_running: bool = False,
+                has_members: bool = False) -> str:
     """Every declared port listens on its declared address class. An on-demand service's
     ports (the join service's 9777) listen only while it runs: closed on an appliance with no
-    pending invitation, which is what the smoke boots; ``on_demand_running`` expects them open."""
+    pending invitation, which is what the smoke boots; ``on_demand_running`` expects them open.
+    ``has_members``: a port the nodes reach (``nodes:``) listens on loopback and on the
+    management address (docs/scale-out.md, "Listeners")."""
     sockets = listening(host)
     wildcard = {"0.0.0.0", "*", "::"}
     problems = []
@@ -197,6 +215,10 @@ def ports_bound(host, profile: Profile, management_ip: str, *, on_demand_running
                 continue
             if not addresses:
                 problems.append(f"{svc.name}: nothing listens on {port.port}")
+            elif port.nodes and has_members and port.bind == "loopback":
+                if addresses - {"127.0.0.1", "::1", management_ip} or management_ip not in addresses:
+                    problems.append(f"{svc.name}: port {port.port} on {sorted(addresses)}, expected loopback and "
+                                    f"{management_ip} (a node joined)")
             elif port.bind == "management" and addresses != {management_ip}:
                 problems.append(f"{svc.name}: port {port.port} on {sorted(addresses)}, expected only {management_ip}")
             elif port.bind == "loopback" and addresses - {"127.0.0.1", "::1"}:
@@ -264,9 +286,11 @@ def run_host_checks(host, report: Report) -> Profile | None:
     profile = profile_box[0]
     facts = json.loads(host.file(FACTS_PATH).content_string)
     report.check("services enabled and running", lambda: units_running(host, profile))
-    report.check("ports on the right addresses", lambda: ports_bound(host, profile, facts["management_ip"]))
+    members = has_members(host)
+    report.check("ports on the right addresses",
+                 lambda: ports_bound(host, profile, facts["management_ip"], has_members=members))
     report.check("only declared listeners, none wider than declared",
-                 lambda: only_declared_listeners(host, profile, facts["management_ip"]))
+                 lambda: only_declared_listeners(host, profile, facts["management_ip"], has_members=members))
     report.check("no lxc-net bridge, dnsmasq or NAT rule", lambda: no_stray_lxc_network(host))
     report.check("config files present, secrets 0600", lambda: config_files(host, profile))
     report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))

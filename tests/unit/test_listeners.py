@@ -110,3 +110,42 @@ def test_the_join_service_port_is_closed_unless_started(label, sockets, running,
     else:
         with pytest.raises(AssertionError, match=re.escape(problem)):
             ports_bound(host, profile, MGMT, on_demand_running=running)
+
+
+@pytest.mark.parametrize("registry,members", [
+    (None, False), ('{"version": 1, "nodes": {}}', False),
+    ('{"version": 1, "nodes": {"c2": {"state": "invited"}}}', False),
+    ('{"version": 1, "nodes": {"c2": {"state": "joining"}}}', True),
+    ('{"version": 1, "nodes": {"c2": {"state": "invited"}, "c3": {"state": "joined"}}}', True),
+], ids=["no registry", "no node", "invited only", "joining", "joined"])
+def test_the_smoke_reads_members_from_the_registry(registry, members):
+    from pipeline.smoke.host_checks import members_of
+
+    assert members_of(registry) is members
+
+
+def _with(sockets, port, addresses):
+    return [s for s in sockets if s[1] != port] + [(a, port) for a in addresses]
+
+
+# (label, sockets of 6642 and 8775 each, has_members, problem)
+NODE_PORT_ROWS = [
+    ("no members: loopback", ["127.0.0.1"], False, None),
+    ("no members: management too", ["127.0.0.1", MGMT], False, "expected loopback only"),
+    ("members: loopback and management", ["127.0.0.1", MGMT], True, None),
+    ("members: loopback only", ["127.0.0.1"], True, f"expected loopback and {MGMT} (a node joined)"),
+    ("members: every address", ["127.0.0.1", "0.0.0.0"], True, f"expected loopback and {MGMT}"),
+]
+
+
+@pytest.mark.parametrize("label,addresses,members,problem", NODE_PORT_ROWS, ids=[r[0] for r in NODE_PORT_ROWS])
+def test_ports_the_nodes_reach_are_bound_as_the_members_say(label, addresses, members, problem):
+    from pipeline.smoke.host_checks import ports_bound
+
+    profile = load_profile("trixie-epoxy")
+    sockets = _with(_with(_fresh_sockets(profile), 6642, addresses), 8775, addresses)
+    if problem is None:
+        assert ports_bound(_Host(sockets), profile, MGMT, has_members=members).endswith(" ports")
+    else:
+        with pytest.raises(AssertionError, match=re.escape(problem)):
+            ports_bound(_Host(sockets), profile, MGMT, has_members=members)
