@@ -13,7 +13,7 @@ units run on the appliance.
                                    first boot as a compute node
   appliance remove-node NAME       remove a node (or cancel its invitation)
   appliance join-service           the join service (its unit runs it; add-node starts that)
-  appliance external-network|dhcp  boot-time units' commands
+  appliance external-network|dhcp|overlay-endpoint  boot-time units' commands
   appliance migrate-image          build time, in the image chroot
 
 Exit codes: 0 done, 1 a step or check failed, 2 bad input or state (one line on stderr).
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--brief", action="store_true", help="one summary line (for the login MOTD)")
     status.add_argument("--no-api", action="store_true", help="do not ask the OpenStack APIs")
     sub.add_parser("external-network", help="set up the external network's host side (bridge, NAT); run at every boot")
+    sub.add_parser("overlay-endpoint", help="put the Geneve endpoint back on its Open vSwitch bridge (userspace "
+                                            "datapath); run at every boot")
     sub.add_parser("dhcp", help="wait until every network the DHCP agent served has its DHCP server, restarting "
                                 "the agent if Neutron gave up; run at every boot")
     migrate = sub.add_parser("migrate-image", help="(build time, in the image chroot) migrate the image's databases")
@@ -109,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             from .agent.steps_host import external_network_at_boot
 
             return external_network_at_boot(ctx)
+        if args.command == "overlay-endpoint":
+            from .agent.netbackend.tunnel import place_endpoint
+
+            facts = ctx.facts
+            place_endpoint(datapath=facts.datapath, overlay_ip=facts.overlay_ip, management_ip=facts.management_ip,
+                           say=say)
+            return 0
         if args.command == "dhcp":
             from .agent.dhcp import ensure_served_at_boot
 

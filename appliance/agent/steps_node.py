@@ -112,7 +112,8 @@ def node_chassis(ctx: AgentContext, *, command=run, start=enable_and_start, plac
     for argv in chassis_commands(settings, chassis_ssl(node)):
         command(argv)
     start(ovn.SWITCH_UNITS)
-    place_endpoint(datapath=facts.datapath, overlay_ip=facts.overlay_ip, management_ip=facts.management_ip)
+    place_endpoint(datapath=facts.datapath, overlay_ip=facts.overlay_ip, management_ip=facts.management_ip,
+                   at_boot=True)
     start(ovn.CONTROLLER_UNITS)
     log(f"chassis {node.node}: southbound {node.southbound}, geneve on {facts.overlay_ip}")
 

@@ -60,3 +60,31 @@ def test_place_endpoint_runs_the_commands_and_says_what():
     place_endpoint(datapath="netdev", overlay_ip="10.254.1.10", management_ip="10.254.0.10", command=command,
                    say=said.append)
     assert done == [["ip", "-j", "addr", "show"], *MOVE] and "onto br-overlay" in said[0]
+
+
+@pytest.mark.parametrize("datapath,overlay,enabled", [
+    ("netdev", "10.254.1.10", True), ("netdev", "10.254.0.10", False), ("system", "10.254.1.10", False),
+])
+def test_the_chassis_step_enables_the_boot_unit_only_where_the_endpoint_moved(datapath, overlay, enabled):
+    import json
+    import subprocess
+
+    done = []
+
+    def command(argv):
+        done.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(ADDRS) if argv[:2] == ["ip", "-j"] else "", "")
+
+    place_endpoint(datapath=datapath, overlay_ip=overlay, management_ip="10.254.0.10", command=command,
+                   say=lambda line: None, at_boot=True)
+    assert (["systemctl", "enable", "appliance-overlay-endpoint.service"] in done) is enabled
+
+
+def test_both_roles_write_the_boot_unit():
+    from appliance.roles import profile_for_role
+    from pipeline.profiles import load_profile
+
+    epoxy = load_profile("trixie-epoxy")
+    path = "/etc/systemd/system/appliance-overlay-endpoint.service"
+    assert path in {f.path for f in epoxy.files()}
+    assert path in {f.path for f in profile_for_role(epoxy, "compute").files()}

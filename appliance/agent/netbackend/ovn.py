@@ -109,7 +109,7 @@ def configure_chassis(ctx: AgentContext) -> None:
         run(["ovs-vsctl", "--no-wait", "remove", "open_vswitch", ".", "external_ids", "ovn-bridge-mappings"])
     enable_and_start(SWITCH_UNITS + CENTRAL_UNITS)
     tunnel.place_endpoint(datapath=ctx.facts.datapath, overlay_ip=ctx.facts.overlay_ip,
-                          management_ip=ctx.facts.management_ip)
+                          management_ip=ctx.facts.management_ip, at_boot=True)
     enable_and_start(CONTROLLER_UNITS)
     log(f"chassis {settings['system-id']}: datapath {settings['ovn-bridge-datapath-type']}, "
         f"encapsulation geneve on {settings['ovn-encap-ip']}")

@@ -23,6 +23,8 @@ import ipaddress
 from ...errors import ApplianceError
 
 BRIDGE = "br-overlay"
+# Puts the address back on BRIDGE at every boot (the profile's file of the ovn service).
+BOOT_UNIT = "appliance-overlay-endpoint.service"
 
 
 def interface_of(addresses: list[dict], ip: str) -> tuple[str, int, str] | None:
@@ -64,8 +66,11 @@ def endpoint_commands(addresses: list[dict], *, datapath: str, overlay_ip: str,
     return commands, f"geneve on {overlay_ip}, moved from {interface} onto {BRIDGE} (userspace tunnelling)"
 
 
-def place_endpoint(*, datapath: str, overlay_ip: str, management_ip: str, command=None, say=None) -> None:
-    """Run endpoint_commands on this host (once the switch runs) and log what was done."""
+def place_endpoint(*, datapath: str, overlay_ip: str, management_ip: str, command=None, say=None,
+                   at_boot: bool = False) -> None:
+    """Run endpoint_commands on this host (once the switch runs) and log what was done.
+    ``at_boot``: also enable BOOT_UNIT where the endpoint is on the bridge (the chassis steps),
+    so a reboot puts the address back there."""
     import json
 
     from ..system import log, run
@@ -76,4 +81,6 @@ def place_endpoint(*, datapath: str, overlay_ip: str, management_ip: str, comman
                                        management_ip=management_ip)
     for argv in commands:
         command(argv)
+    if at_boot and datapath == "netdev" and overlay_ip != management_ip:
+        command(["systemctl", "enable", BOOT_UNIT])
     say(what)
