@@ -14,7 +14,7 @@ def _link(name, ip=None, prefix=24, mac="02:00:00:00:01:0a"):
 ADDRS = [_link("lo", "127.0.0.1", 8, "00:00:00:00:00:00"), _link("mgmt0", "10.254.0.10", mac="02:00:00:00:00:0a"),
          _link("ovl0", "10.254.1.10")]
 MOVE = [["ovs-vsctl", "--may-exist", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
-         "fail-mode=standalone", "other_config:hwaddr=02:00:00:00:01:0a"],
+         "fail_mode=standalone", "other_config:hwaddr=02:00:00:00:01:0a"],
         ["ovs-vsctl", "--may-exist", "add-port", BRIDGE, "ovl0"],
         ["ip", "addr", "del", "10.254.1.10/24", "dev", "ovl0"],
         ["ip", "addr", "replace", "10.254.1.10/24", "dev", BRIDGE],

@@ -57,7 +57,7 @@ def endpoint_commands(addresses: list[dict], *, datapath: str, overlay_ip: str,
     cidr = f"{ipaddress.IPv4Address(overlay_ip)}/{prefix}"
     commands = [
         ["ovs-vsctl", "--may-exist", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
-         "fail-mode=standalone", *([f"other_config:hwaddr={mac}"] if mac else [])],
+         "fail_mode=standalone", *([f"other_config:hwaddr={mac}"] if mac else [])],
         ["ovs-vsctl", "--may-exist", "add-port", BRIDGE, interface],
         ["ip", "addr", "del", cidr, "dev", interface],
         ["ip", "addr", "replace", cidr, "dev", BRIDGE],
