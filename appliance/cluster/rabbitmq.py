@@ -6,7 +6,10 @@ for Nova's control exchange ``nova``: an RPC server for topic ``compute`` on hos
 consumes queues ``compute`` and ``compute.H`` bound to the topic exchange ``nova``, and
 ``compute_fanout_<id>`` bound to the fanout exchange ``compute_fanout``; a caller declares
 ``reply_<id>`` (a direct exchange and its queue) and the server replies there. ``<id>`` is a
-random UUID's hex. RabbitMQ checks ``configure`` to declare, ``write`` to publish to an
+random UUID's hex. nova-compute also casts its instances to every scheduler
+(``SchedulerAPI.update_instance_info``, ``sync_instance_info``: fanout casts to topic
+``scheduler``), which declares and publishes to the fanout exchange ``scheduler_fanout``; it
+never consumes from it. RabbitMQ checks ``configure`` to declare, ``write`` to publish to an
 exchange or bind a queue, ``read`` to consume a queue or bind from an exchange; for a topic
 exchange its topic permissions check the routing key a message is published with (``write``)
 and a queue is bound with (``read``) (RabbitMQ "Access Control", topic authorisation).
@@ -31,8 +34,12 @@ _ID = "[0-9a-f]{32}"
 PUBLISH_KEYS = ("conductor",)
 
 
+# Fanout exchanges nova-compute declares and publishes to but never reads.
+PUBLISH_ONLY = ("scheduler_fanout",)
+
+
 def _names(host: str) -> str:
-    """Every exchange and queue name nova-compute on ``host`` declares or uses."""
+    """Every exchange and queue name nova-compute on ``host`` declares, publishes to and reads."""
     return "|".join((re.escape(EXCHANGE), "compute", re.escape(f"compute.{host}"), "compute_fanout",
                      f"compute_fanout_{_ID}", f"reply_{_ID}"))
 
@@ -42,10 +49,12 @@ def node_permissions(name: str) -> dict:
     "topic_permissions": {...}}``, each anchored regular expressions."""
     user, host = node_user(name), name
     names = f"^({_names(host)})$"
+    published = f"^({_names(host)}|{'|'.join(re.escape(e) for e in PUBLISH_ONLY)})$"
     topic_read = f"^(compute|{re.escape(f'compute.{host}')})$"
     topic_write = f"^({'|'.join(re.escape(k) for k in PUBLISH_KEYS)})$"
     return {
-        "permissions": {"user": user, "vhost": VHOST, "configure": names, "write": names, "read": names},
+        "permissions": {"user": user, "vhost": VHOST, "configure": published, "write": published,
+                        "read": names},
         "topic_permissions": {"user": user, "vhost": VHOST, "exchange": EXCHANGE, "write": topic_write,
                               "read": topic_read},
     }

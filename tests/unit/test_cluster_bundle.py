@@ -83,6 +83,8 @@ ID = "0123456789abcdef0123456789abcdef"
     ("configure", "scheduler", False), ("configure", "q-plugin", False), ("configure", "neutron", False),
     ("read", "compute.c3", False), ("read", "conductor", False), ("read", "notifications.info", False),
     ("write", "compute.c2", True), ("write", "amq.direct", False),
+    ("configure", "scheduler_fanout", True), ("write", "scheduler_fanout", True),
+    ("read", "scheduler_fanout", False), ("configure", "scheduler_fanout_x", False),
 ])
 def test_a_nodes_rabbitmq_user_reaches_its_own_names_only(kind, name, allowed):
     assert rabbitmq.allows(PERMS["permissions"][kind], name) is allowed
