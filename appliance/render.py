@@ -92,7 +92,8 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
     def database_url(service_name: str, database: str | None = None) -> str:
         svc = profile.service(service_name)
         password = secrets[f"{svc.db_user}_db_password"]
-        return f"mysql+pymysql://{svc.db_user}:{password}@{controller}/{database or svc.databases[0]}"
+        host = client_host("mariadb", 3306)
+        return f"mysql+pymysql://{svc.db_user}:{password}@{host}/{database or svc.databases[0]}"
 
     def bind(service_name: str, port: int) -> str:
         """The declared address class of a service's port (loopback, management, any)."""
@@ -142,8 +143,8 @@ def template_context(profile: Profile, site: SiteConfig, host: HostFacts, secret
         if profile.has_service("memcached") else f"{controller}:11211",
         # A compute node renders with none of the controller's secrets (its own credentials
         # are ``node``'s): a template that asks for the controller's RPC URL there fails.
-        "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{controller}"
-        if "rabbitmq_password" in secrets else jinja2.StrictUndefined(
+        "transport_url": f"rabbit://openstack:{secrets['rabbitmq_password']}@{client_host('rabbitmq', 5672)}"
+        if "rabbitmq_password" in secrets and profile.has_service("rabbitmq") else jinja2.StrictUndefined(
             hint="a compute node has no controller secrets; its RPC URL is node.transport_url", name="transport_url"),
         "rabbitmq_password_hash": rabbitmq_password_hash,
         "database_url": database_url,

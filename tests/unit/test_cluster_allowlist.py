@@ -8,9 +8,9 @@ from appliance.cluster.allowlist import CHAIN, AllowList, Guard, check_address, 
 from appliance.errors import ApplianceError
 from pipeline.profiles import load_profile
 
-EPOXY = (Guard("tcp", 6642), Guard("tcp", 8775))
+EPOXY = (Guard("tcp", 5672), Guard("tcp", 6642), Guard("tcp", 8775))
 HEAD = ["*filter", f":{CHAIN} - [0:0]", f"-A {CHAIN} -i lo -j RETURN"]
-DROP_TCP = f"-A {CHAIN} -p tcp -m multiport --dports 6642,8775 -j DROP"
+DROP_TCP = f"-A {CHAIN} -p tcp -m multiport --dports 5672,6642,8775 -j DROP"
 
 
 def test_the_guarded_ports_are_the_profiles_nodes_ports():

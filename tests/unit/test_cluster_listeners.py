@@ -1,6 +1,8 @@
 """The controller's node-facing listeners (listeners.py): which are opened how, in which
 order with the allow-list, and what keeps a controller from letting a node in."""
 
+import re
+
 import pytest
 
 from appliance.cluster.allowlist import AllowList, guards
@@ -44,14 +46,15 @@ class Opener:
 
 
 def _openers(log):
-    return {SOUTHBOUND: Opener(log, "southbound", ("ovn-sbctl",)), ("nova", "tcp"): Opener(log, "metadata")}
+    return {SOUTHBOUND: Opener(log, "southbound", ("ovn-sbctl",)), ("nova", "tcp"): Opener(log, "metadata"),
+            ("rabbitmq", "tcp"): Opener(log, "amqp")}
 
 
 PROBLEMS = [
     ("all there", "trixie-epoxy", lambda log: _openers(log), set(), []),
     ("no nodes: port", "bookworm-zed", lambda log: {}, set(), ["profile bookworm-zed declares no port the nodes reach"]),
-    ("no opener for the metadata API", "trixie-epoxy", lambda log: {SOUTHBOUND: Opener(log, "sb")}, set(),
-     ["nothing here opens nova's port 8775 over tcp"]),
+    ("no opener for AMQP and the metadata API", "trixie-epoxy", lambda log: {SOUTHBOUND: Opener(log, "sb")}, set(),
+     ["nothing here opens rabbitmq's port 5672 over tcp", "nothing here opens nova's port 8775 over tcp"]),
     ("tools missing", "trixie-epoxy", lambda log: _openers(log), {"iptables-restore", "ovn-sbctl"},
      ["iptables-restore is not installed", "ovn-sbctl is not installed"]),
 ]
@@ -85,12 +88,12 @@ def test_a_node_is_allowed_before_the_listeners_open(tmp_path, epoxy):
     access, allow_list = _access(tmp_path, epoxy, log)
     access.ready()
     access.allow("c2", "10.254.0.11", "10.254.1.11")
-    assert log == ["iptables-restore --noflush", "iptables -I", "open metadata", "open southbound"]
+    assert log == ["iptables-restore --noflush", "iptables -I", "open amqp", "open metadata", "open southbound"]
     assert allow_list.entries() == {"c2": ["10.254.0.11", "10.254.1.11"]}
     log.clear()
     access.forget("c2")
     access.close()
-    assert log[:4] == ["iptables-restore --noflush", "iptables -I", "close metadata", "close southbound"]
+    assert log[:5] == ["iptables-restore --noflush", "iptables -I", "close amqp", "close metadata", "close southbound"]
     assert allow_list.entries() == {}
 
 
@@ -161,3 +164,35 @@ def test_with_members_the_metadata_api_listens_on_the_management_address_too(epo
     assert {p: line for p, line in members.items() if p != metadata} == \
         {p: line for p, line in alone.items() if p != metadata}
     assert _bind_files("bookworm-zed", True) == _bind_files("bookworm-zed", False)
+
+
+def _rendered(profile_name, members, *paths):
+    from appliance.credentials import placeholder_secrets
+    from appliance.render import HostFacts, render_files
+    from appliance.site import SiteConfig
+
+    profile, site = load_profile(profile_name), SiteConfig(management_ip="10.254.0.10")
+    files = render_files(profile, site, HostFacts.from_site(site), placeholder_secrets(profile), members=members)
+    return {f.spec.path: f.content for f in files if f.spec.path in paths}
+
+
+AMQP = ("/etc/rabbitmq/rabbitmq-env.conf", "/etc/rabbitmq/rabbitmq.conf")
+
+
+@pytest.mark.parametrize("profile_name,members,env_address,listeners", [
+    ("trixie-epoxy", False, "127.0.0.1", []),
+    ("trixie-epoxy", True, None, ["listeners.tcp.1 = 127.0.0.1:5672", "listeners.tcp.2 = 10.254.0.10:5672"]),
+    ("bookworm-zed", True, "127.0.0.1", []),
+])
+def test_amqp_listens_on_the_management_address_only_with_members(profile_name, members, env_address, listeners):
+    files = _rendered(profile_name, members, *AMQP)
+    env = [line for line in files[AMQP[0]].splitlines() if line.startswith("NODE_IP_ADDRESS=")]
+    assert env == ([f"NODE_IP_ADDRESS={env_address}"] if env_address else [])
+    assert [line for line in files[AMQP[1]].splitlines() if line.startswith("listeners.")] == listeners
+
+
+@pytest.mark.parametrize("members", [False, True])
+def test_the_controllers_services_reach_the_database_and_amqp_on_loopback(members):
+    conf = _rendered("trixie-epoxy", members, "/etc/nova/nova.conf")["/etc/nova/nova.conf"]
+    assert re.search(r"^connection = mysql\+pymysql://nova:[^@\s]+@127\.0\.0\.1/nova$", conf, re.M)
+    assert re.search(r"^transport_url = rabbit://openstack:[^@\s]+@127\.0\.0\.1$", conf, re.M)

@@ -19,7 +19,9 @@ ROWS = [
     ("epmd on every address", ("*", 4369, "epmd,systemd"), "*:4369 (epmd,systemd) is any, wider than rabbitmq's declared loopback"),
     ("metadata API everywhere", ("0.0.0.0", 8775, "uwsgi_python311"), "0.0.0.0:8775 (uwsgi_python311) is any, wider than nova's declared loopback"),
     ("lxc-net dnsmasq", ("10.0.3.1", 53, "dnsmasq"), "undeclared listener 10.0.3.1:53 (dnsmasq)"),
-    ("AMQP on management", (MGMT, 5672, "beam.smp"), None),
+    ("AMQP on management", (MGMT, 5672, "beam.smp"),
+     "10.254.0.10:5672 (beam.smp) is management, wider than rabbitmq's declared loopback"),
+    ("AMQP on loopback", ("127.0.0.1", 5672, "beam.smp"), None),
     ("an API everywhere", ("0.0.0.0", 9696, "uwsgi_python311"), None),
     ("sshd everywhere", ("::", 22, "sshd"), None),
     ("MariaDB narrower than declared", ("127.0.0.1", 3306, "mariadbd"), None),
@@ -128,7 +130,7 @@ def _with(sockets, port, addresses):
     return [s for s in sockets if s[1] != port] + [(a, port) for a in addresses]
 
 
-# (label, sockets of 6642 and 8775 each, has_members, problem)
+# (label, sockets of 5672, 6642 and 8775 each, has_members, problem)
 NODE_PORT_ROWS = [
     ("no members: loopback", ["127.0.0.1"], False, None),
     ("no members: management too", ["127.0.0.1", MGMT], False, "expected loopback only"),
@@ -143,7 +145,9 @@ def test_ports_the_nodes_reach_are_bound_as_the_members_say(label, addresses, me
     from pipeline.smoke.host_checks import ports_bound
 
     profile = load_profile("trixie-epoxy")
-    sockets = _with(_with(_fresh_sockets(profile), 6642, addresses), 8775, addresses)
+    sockets = _fresh_sockets(profile)
+    for port in (5672, 6642, 8775):
+        sockets = _with(sockets, port, addresses)
     if problem is None:
         assert ports_bound(_Host(sockets), profile, MGMT, has_members=members).endswith(" ports")
     else:

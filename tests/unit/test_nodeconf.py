@@ -94,6 +94,6 @@ def test_chassis_tls_is_the_nodes_key_certificate_and_ca():
 def test_the_ports_a_node_dials_are_the_controllers_declared_ones():
     epoxy = load_profile("trixie-epoxy")
     declared = {(svc.name, p.port): p for svc in epoxy.services for p in svc.ports}
-    assert declared[("rabbitmq", nodeconf.AMQP_PORT)].bind == "management"
+    assert declared[("rabbitmq", nodeconf.AMQP_PORT)].nodes == "tcp"
     assert declared[("ovn", nodeconf.SOUTHBOUND_PORT)].nodes == "tls"
     assert declared[("nova", nodeconf.METADATA_PORT)].nodes == "tcp"

@@ -130,7 +130,7 @@ def test_site_fixed_secret_is_used(tmp_path):
     site = tmp_path / "site.yaml"
     site.write_text("secrets: {nova_db_password: fixed-secret-1}\n")
     render_site(load_profile("bookworm-zed"), site, tmp_path / "out")
-    assert "nova:fixed-secret-1@controller/nova_api" in (tmp_path / "out/etc/nova/nova.conf").read_text()
+    assert "nova:fixed-secret-1@127.0.0.1/nova_api" in (tmp_path / "out/etc/nova/nova.conf").read_text()
 
 
 def test_seed_site_renders_for_zed_too(tmp_path):
@@ -138,7 +138,7 @@ def test_seed_site_renders_for_zed_too(tmp_path):
     agent = (tmp_path / "etc/neutron/plugins/ml2/linuxbridge_agent.ini").read_text()
     assert "physical_interface_mappings = provider:eth1" in agent
     assert "local_ip = 10.208.132.45" in agent
-    assert "bind-address = 10.208.130.36" in (tmp_path / "etc/mysql/mariadb.conf.d/99-openstack.cnf").read_text()
+    assert "bind-address = 127.0.0.1" in (tmp_path / "etc/mysql/mariadb.conf.d/99-openstack.cnf").read_text()
 
 
 def test_every_secret_name_is_used_by_some_template(zed):
@@ -212,8 +212,11 @@ def test_listeners_render_at_their_declared_scope(zed):
         # oslo.cache and keystonemiddleware options, or Django's cache LOCATION (Horizon).
         servers = re.findall(r'^(?:memcache[d]?_servers = |\s*"LOCATION": ")([^"\n]*)', zed[path].content, re.M)
         assert servers and set(servers) == {"127.0.0.1:11211"}, (path, servers)
+    # The databases and AMQP: every connection URL names loopback.
+    urls = [url for item in zed.values() for url in re.findall(r"(?:mysql\+pymysql|rabbit)://\S+", item.content)]
+    assert urls and {url.rpartition("@")[2].partition("/")[0] for url in urls} == {"127.0.0.1"}, urls
     env = zed["/etc/rabbitmq/rabbitmq-env.conf"].content
-    assert "NODE_IP_ADDRESS=192.0.2.10" in env
+    assert "NODE_IP_ADDRESS=127.0.0.1" in env
     # Exported, so RabbitMQ's one-off epmd-starter nodes inherit it too.
     assert 'export ERL_ZFLAGS="-kernel inet_dist_use_interface {127,0,0,1}"' in env
     assert "NODENAME=rabbit@localhost" in env

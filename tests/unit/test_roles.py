@@ -197,9 +197,9 @@ def test_invoke_render_of_a_joining_site_previews_the_nodes_files(tmp_path):
     assert not (tmp_path / "out/root/rc.admin").exists()
 
 
-def test_the_nodes_reach_the_metadata_api_and_the_southbound_database(epoxy):
+def test_the_nodes_reach_amqp_the_metadata_api_and_the_southbound_database(epoxy):
     assert [(svc, p.port, p.bind, p.nodes) for svc, p in epoxy.node_ports()] == [
-        ("nova", 8775, "loopback", "tcp"), ("ovn", 6642, "loopback", "tls")]
+        ("rabbitmq", 5672, "loopback", "tcp"), ("nova", 8775, "loopback", "tcp"), ("ovn", 6642, "loopback", "tls")]
 
 
 def test_a_profile_without_roles_cannot_scale_out():
@@ -246,8 +246,8 @@ BAD = [
      "step 'host' is named twice"),
     ("a profile's own steps", lambda d: d.update(steps=["host"]), "steps",
      "a profile's own steps are the controller's"),
-    ("nodes on a management port", lambda d: _service(d, "rabbitmq")["ports"][0].update(nodes="tcp"),
-     "services[2].ports[0].nodes", "only a loopback port opens to the nodes (this one is bound to management"),
+    ("nodes on a management port", lambda d: _service(d, "dashboard")["ports"][1].update(nodes="tcp"),
+     "services[11].ports[1].nodes", "only a loopback port opens to the nodes (this one is bound to management"),
     ("nodes transport", lambda d: _service(d, "ovn")["ports"][2].update(nodes="ssl"), "services[8].ports[2].nodes",
      "expected tcp, tls or nothing"),
 ]
