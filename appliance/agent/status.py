@@ -8,10 +8,12 @@ from datetime import datetime, timezone
 
 from ..errors import ApplianceError, ConfigError
 from ..profiles import Profile
+from ..sitefile import JOIN_ROLE
 from .context import AgentContext
 from .facts import load_facts
 from .journal import DONE, FAILED, PENDING, RUNNING, Journal, StepRecord
 from .lock import Holder, current_holder
+from .status_roles import NODE, RoleStatus, controller_line
 from .steps import first_boot_steps
 from .steps_dashboard import dashboard_hint
 from .system import LOG_PATH, UP_STATES, unit_started_at, unit_states
@@ -120,26 +122,36 @@ def _reason(exc: Exception) -> str:
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
 
 
-def api_health(report: ApiReport | Exception) -> list[str]:
-    """Compute services and network agents as the APIs report them, or why they did not."""
-    if isinstance(report, Exception):
-        return [f"  (APIs not answering: {_reason(report)})"]
+def controller_health(report: ApiReport) -> list[str]:
+    """Compute services and network agents as the APIs report them."""
     lines = [f"  {binary:<28} {state}, {status}, last report {updated or 'never'} UTC"
              for binary, state, status, updated in report.services]
     return lines + [f"  {binary:<28} {'up' if alive else 'down'}" for binary, alive in report.agents]
 
 
-def ready_summary(ctx: AgentContext, report: ApiReport | Exception) -> str:
-    """"cloud ready" when the APIs agree (api_waiting), else what they still wait for."""
+def for_role(ctx: AgentContext) -> RoleStatus:
+    """How status speaks of this machine's role and asks the cloud about it."""
+    return BY_ROLE[ctx.role]
+
+
+def api_health(ctx: AgentContext, report: object) -> list[str]:
+    """The role's report as lines (status_roles), or why the APIs did not answer."""
+    if isinstance(report, Exception):
+        return [f"  (APIs not answering: {_reason(report)})"]
+    return for_role(ctx).health(report)
+
+
+def ready_summary(ctx: AgentContext, report: object) -> str:
+    """"cloud ready" when the APIs agree (the role's ``waiting``), else what they still wait for."""
     if isinstance(report, Exception):
         return f"services up, APIs not answering yet ({_reason(report)})"
-    waiting = api_waiting(ctx, report)
+    waiting = for_role(ctx).waiting(ctx, report)
     return f"services up, waiting for {'; '.join(waiting)}" if waiting else "cloud ready"
 
 
-def _ask_apis(ctx: AgentContext) -> ApiReport | Exception:
+def _ask_apis(ctx: AgentContext) -> object:
     try:
-        return api_report(ctx)
+        return for_role(ctx).ask(ctx)
     except Exception as exc:  # reported in the status, not raised: status must always answer
         return exc
 
@@ -160,6 +172,13 @@ def reach_hint(ctx: AgentContext) -> list[str]:
             f"  reach one: openstack --os-cloud lxc floating ip create {site.external.name}",
             "             openstack --os-cloud lxc server add floating ip SERVER FLOATING_IP",
             f"             ssh -i {key} {user}@FLOATING_IP"]
+
+
+BY_ROLE: dict[str, RoleStatus] = {
+    Profile.CONTROLLER: RoleStatus(describe=controller_line, ask=api_report, waiting=api_waiting,
+                                   health=controller_health, hints=reach_hint),
+    JOIN_ROLE: NODE,
+}
 
 
 def _dashboard_lines(ctx: AgentContext) -> list[str]:
@@ -198,12 +217,13 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
         summary = ready_summary(ctx, report)
     print(f"appliance: {summary}")
     if summary == "cloud ready":
-        for line in reach_hint(ctx):
+        for line in for_role(ctx).hints(ctx):
             print(line)
     for line in _dashboard_lines(ctx):
         print(line)
     if brief:
         return 0 if summary == "cloud ready" else 1
+    print(for_role(ctx).describe(ctx))
     print(f"\nnetwork: ML2/{ctx.profile.network.backend}{network_detail(ctx)}")
     print("\nfirst-boot steps:")
     for step in steps:
@@ -219,7 +239,7 @@ def print_status(ctx: AgentContext, journal: Journal, *, brief: bool, ask_api: b
         print(f"  {unit:<28} {state}")
     if report is not None and journal.completed_at:
         print("\nas the APIs report them:")
-        for line in api_health(report):
+        for line in api_health(ctx, report):
             print(line)
     if journal.completed_at:
         print(f"\nfirst boot completed {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(journal.completed_at))}")

@@ -36,10 +36,10 @@ def test_nova_waiting(services, started, expected):
     assert nova_waiting(services, started) == expected
 
 
-def _ctx(agents=("ovn-controller", "neutron-ovn-metadata-agent")):
+def _ctx(agents=("ovn-controller", "neutron-ovn-metadata-agent"), role="controller"):
     from types import SimpleNamespace
 
-    return SimpleNamespace(profile=SimpleNamespace(network=SimpleNamespace(agents=agents)))
+    return SimpleNamespace(profile=SimpleNamespace(network=SimpleNamespace(agents=agents)), role=role)
 
 
 @pytest.mark.parametrize("report, expected", [
@@ -57,5 +57,40 @@ def test_ready_summary_from_one_api_report(monkeypatch, report, expected):
         agents = [("ovn-controller", True), ("neutron-ovn-metadata-agent", report == "all up")]
         report = status.ApiReport(services=services, agents=agents)
     assert status.ready_summary(_ctx(), report) == expected
-    lines = status.api_health(report)
+    lines = status.api_health(_ctx(), report)
     assert lines and (lines[0].startswith("  (APIs not answering") == isinstance(report, Exception))
+
+
+# A compute node asks Placement as its own user: (label, providers its user sees, summary, health line).
+NODE_ROWS = [
+    ("listed", ["c1", "node1"], "cloud ready", "  resource provider node1             listed in Placement"),
+    ("listed with a domain", ["node1.example.org"], "cloud ready", "listed in Placement"),
+    ("not listed yet", ["c1", "node10"], "services up, waiting for nova-compute of node1: no resource provider in "
+     "Placement", "not listed in Placement"),
+]
+
+
+@pytest.mark.parametrize("label,providers,summary,health", NODE_ROWS, ids=[r[0] for r in NODE_ROWS])
+def test_a_compute_node_is_ready_once_placement_lists_its_provider(label, providers, summary, health):
+    from appliance.agent import status
+    from appliance.agent.status_roles import NodeReport
+
+    ctx, report = _ctx(role="compute"), NodeReport(node="node1", controller="c1", providers=providers)
+    assert status.ready_summary(ctx, report) == summary
+    assert health in status.api_health(ctx, report)[0]
+    assert status.api_health(ctx, ConnectionError("refused"))[0] == "  (APIs not answering: refused)"
+
+
+def test_each_role_says_what_it_is(tmp_path):
+    from types import SimpleNamespace
+
+    from appliance.agent.context import Paths
+    from appliance.agent.status_roles import controller_line, node_line
+    from appliance.cluster.registry import NodeRegistry
+
+    paths = Paths(config_dir=tmp_path / "etc", state_dir=tmp_path / "var")
+    ctx = SimpleNamespace(paths=paths, role="controller")
+    assert controller_line(ctx) == "role: controller; compute nodes: none"
+    NodeRegistry(paths.state_dir / "cluster").invite("node1", controller="c1", now=1000, lifetime=3600)
+    assert controller_line(ctx) == "role: controller; compute nodes: node1 (invited)"
+    assert node_line(SimpleNamespace(paths=paths, role="compute")) == "role: compute node (joining: no bundle yet)"
