@@ -4,7 +4,7 @@ units run on the appliance.
   appliance run [--again]          first boot (or resume it); `--again` re-checks every step
   appliance status [--brief]       each first-boot step and whether every service is up
   appliance image import FILE      a cloud disk image as an LXC image in Glance
-  appliance selftest api|lifecycle|rabbitmq-node
+  appliance selftest api|lifecycle|nodes|rabbitmq-node
                                    the checks `invoke smoke` runs here; JSON lines on stdout
   appliance measure memory|instances|burst
                                    what `invoke bench` measures here; JSON lines on stdout
@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="a TCP service that answers with the source address it saw: checks outbound NAT")
     _command(suites, "lifecycle", "every server action a project member may call, on one server it creates and "
                                   "deletes: works or is refused at once")
+    nodes = _command(suites, "nodes", "on a controller whose compute nodes joined: one server per host, spread by "
+                                      "the scheduler, reached over the tenant network and a floating IP")
+    nodes.add_argument("--outbound-probe", metavar="HOST:PORT",
+                       help="a TCP service that answers with the source address it saw: checks outbound NAT")
+    nodes.add_argument("--keep", action="store_true", help="leave the servers running (the caller deletes them)")
     _command(suites, "rabbitmq-node", "where an Erlang node started as RabbitMQ starts its one-off nodes listens")
     measure = _command(sub, "measure", "what `invoke bench` measures on the appliance, one JSON line each")
     kinds = measure.add_subparsers(dest="measurement", required=True)
@@ -197,6 +202,10 @@ def _selftest(args) -> int:
         from .selftest import api_workflow
 
         return api_workflow.main(args.outbound_probe) or 0
+    if args.suite == "nodes":
+        from .selftest import nodes
+
+        return nodes.main(args.outbound_probe, keep=args.keep)
     if args.suite == "rabbitmq-node":
         from .selftest import rabbitmq_node
 

@@ -2,7 +2,7 @@
 (docs/scale-out.md, "Removal"), each call idempotent (gone already is no error).
 
 - Nova, as the admin (openstacksdk): the instances whose compute host is the node, every
-  project; its nova-compute service (Nova then drops its compute node and its resource
+  project (deleted first when forced); its nova-compute service (Nova then drops its compute node and its resource
   provider, and refuses while instances live there: remove-node asks first).
 - Placement: a provider of the node's name left behind.
 - Neutron: the node's agents (its OVN controller and metadata agents).
@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..agent.system import stretched
 from .allowlist import Check, Run
 from .issuer import ControllerIssuer
 
 SBCTL = "ovn-sbctl"
+# Seconds (before the site's timeouts.scale) for a forced removal's instances to be deleted:
+# Nova deletes on the node, or in its database alone when the node's service is down.
+DELETE_WAIT = 300
 
 
 def _host_is(name: str, host: str | None) -> bool:
@@ -46,6 +50,14 @@ class ControllerCloud:
     def instances_on(self, host: str) -> list[str]:
         return sorted(s.name or s.id for s in self.conn.compute.servers(all_projects=True)
                       if _host_is(host, getattr(s, "compute_host", None)))
+
+    def delete_instances_on(self, host: str) -> None:
+        servers = [s for s in self.conn.compute.servers(all_projects=True)
+                   if _host_is(host, getattr(s, "compute_host", None))]
+        for server in servers:
+            self.conn.compute.delete_server(server, ignore_missing=True)
+        for server in servers:
+            self.conn.compute.wait_for_delete(server, interval=2, wait=stretched(DELETE_WAIT))
 
     def delete_compute_service(self, host: str) -> None:
         for service in list(self.conn.compute.services()):

@@ -111,6 +111,11 @@ class CloudOps(Protocol):
     def instances_on(self, host: str) -> list[str]:
         """Names (or ids) of the instances Nova places on ``host``, every project."""
 
+    def delete_instances_on(self, host: str) -> None:
+        """Delete the instances on ``host``, every project, and wait until they are gone
+        (Nova refuses to delete a compute service that still hosts any; with the node down
+        its API deletes them locally)."""
+
     def delete_compute_service(self, host: str) -> None:
         """The nova-compute service; Nova drops its compute node and resource provider."""
 
@@ -143,7 +148,8 @@ def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bo
     provider, user or listener behind (the node-facing listeners close with the last member,
     the join service with the last invitation that can still be redeemed). An invitation
     nobody used leaves the registry and touches no other part of the cloud.
-    Refused while instances live on the node (ClusterError "busy") unless ``force``. The
+    Refused while instances live on the node (ClusterError "busy") unless ``force``, which
+    deletes them first (Nova refuses to delete a compute service hosting instances). The
     registry entry goes last, so a removal that failed half-way can be run again."""
     node = registry.get(check_node_name(name))
     if node.state == "invited":
@@ -155,6 +161,9 @@ def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bo
             shown = ", ".join(instances[:5]) + (f" and {len(instances) - 5} more" if len(instances) > 5 else "")
             raise ClusterError("busy", f"node {name} still hosts {len(instances)} instance(s): {shown}; delete them "
                                        "first, or give --force (they are lost with the node)")
+        if instances:
+            cloud.delete_instances_on(name)
+            say(f"node {name}: {len(instances)} instance(s) deleted (--force)")
         user = node_user(name)
         for step in (lambda: cloud.delete_compute_service(name), lambda: cloud.delete_resource_provider(name),
                      lambda: cloud.delete_network_agents(name), lambda: cloud.delete_chassis(name),

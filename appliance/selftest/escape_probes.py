@@ -95,6 +95,18 @@ def run_escape_probes(namespace, ip, instance_name, emit_result=None):
     (/proc/PID/root): Nova unmounts it from its own namespace once the container runs.
     """
     emit_result = emit_result or (lambda name, ok, detail: emit(f"escape probe: {name}", ok, 0, detail))
+    results, marker = guest_side_probes(namespace, ip)
+    init_pid = instance_init_pid(instance_name)
+    results.update(host_side_probes(init_pid, marker))
+    for name, (ok, detail) in results.items():
+        emit_result(name, ok, detail)
+    return results
+
+
+def guest_side_probes(namespace, ip):
+    """ESCAPE_PROBES in the instance as its root, over SSH from ``namespace``: ({probe:
+    (passed, detail)}, the marker file the instance made or None). The host side
+    (host_side_probes) runs where the instance runs: on a compute node, there."""
     results = {}
     done = subprocess.run(
         ssh_argv(namespace, ip, as_instance_root("sh -s")), input=ESCAPE_PROBES, capture_output=True, text=True,
@@ -109,11 +121,7 @@ def run_escape_probes(namespace, ip, instance_name, emit_result=None):
             results[name] = (verdict == "pass", detail.strip())
     if not results:
         results["probes ran"] = (False, f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
-    init_pid = instance_init_pid(instance_name)
-    results.update(host_side_probes(init_pid, marker))
-    for name, (ok, detail) in results.items():
-        emit_result(name, ok, detail)
-    return results
+    return results, marker
 
 
 def instance_init_pid(instance_name):

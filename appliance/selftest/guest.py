@@ -10,7 +10,14 @@ import time
 LOGIN_USER = "debian"
 
 
+# The names of the checks that failed in this process, in order (emit appends them), so a
+# suite's exit status covers the checks its helpers ran too.
+FAILED: list = []
+
+
 def emit(name, passed, seconds, detail=""):
+    if not passed:
+        FAILED.append(name)
     print(json.dumps({"name": name, "passed": passed, "seconds": round(seconds, 2), "detail": detail}), flush=True)
 
 

@@ -196,10 +196,11 @@ def wait_until_ready(state: nspawn.BootState, *, timeout: float = 900, say=print
         time.sleep(3)
 
 
-def restart(profile: str, *, name: str | None = None, say=print) -> tuple[nspawn.BootState, float]:
+def restart(profile: str, *, name: str | None = None, say=print,
+            while_off=None) -> tuple[nspawn.BootState, float]:
     """Power the booted appliance off and boot it again on the same disk; returns the new
-    state and the power-off's seconds."""
-    return nspawn.restart(state_dir(profile, name), say=say)
+    state and the power-off's seconds. ``while_off``: nspawn.restart's."""
+    return nspawn.restart(state_dir(profile, name), say=say, while_off=while_off)
 
 
 def stop(profile: str, *, name: str | None = None, say=print) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from appliance.errors import ApplianceError
 from pipeline.imagebuild.cleanup import mount_sources_under
@@ -307,11 +308,14 @@ def power_off(state: BootState, *, timeout: float = POWER_OFF_TIMEOUT) -> float 
     return None if pid_alive(state.nspawn_pid) else time.monotonic() - started
 
 
-def restart(state_dir: Path, *, say=print, power_off_timeout: float = POWER_OFF_TIMEOUT) -> tuple[BootState, float]:
+def restart(state_dir: Path, *, say=print, power_off_timeout: float = POWER_OFF_TIMEOUT,
+            while_off: Callable[[], None] | None = None) -> tuple[BootState, float]:
     """The harness's reboot: power the appliance off cleanly and boot it again on the same
     overlay (its disk), as a machine restarts. Returns the new state and the seconds the
     power-off took; raises ApplianceError (leaving the appliance off, its disk kept) when
-    the power-off does not finish within ``power_off_timeout``.
+    the power-off does not finish within ``power_off_timeout``. ``while_off``: called while
+    the machine is off (a test watching the rest of a cloud notice it); what it raises
+    leaves the machine off, for ``stop`` to release.
 
     Loop devices Nova attached for instance disks stay attached across the restart, as a
     disk stays in a machine: Nova's resume of an instance first tears down the device it
@@ -327,6 +331,8 @@ def restart(state_dir: Path, *, say=print, power_off_timeout: float = POWER_OFF_
     say(f"[boot] {state.name} powered off in {took:.1f} s; booting it again on the same disk")
     uplink.detach(state.name, state.responder_pid)
     subprocess.run(["ip", "netns", "del", state.netns], capture_output=True)
+    if while_off is not None:
+        while_off()
     try:
         _start_attached(state)
     except BaseException:

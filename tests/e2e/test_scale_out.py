@@ -6,11 +6,17 @@ network):
    writes its token (0600) inside the controller;
 2. the node boots from the same image with that token in its site config (``join:``): its
    first boot redeems it at the controller's join service and runs the compute role's steps;
-3. the controller's ``openstack compute service list`` shows the node's nova-compute up
-   (the join service maps its host into the cell and records it joined);
-4. an instance forced onto the node (``--availability-zone nova:<node>``, as the admin) gets
-   a floating IP, and the controller reaches it over SSH through the Geneve tunnel;
-5. ``appliance remove-node --force`` takes the node out again.
+3. the controller lists both hypervisors up, and ``appliance status`` on each names its role;
+4. ``appliance selftest nodes`` on the controller: the scheduler spreads one server per host,
+   the one on the node is reached over the tenant network (its user-data ran) and reaches the
+   controller's, and the floating IP checks pass on it (SSH from the controller host, 50 MB
+   each way, outbound NAT, a security group closing SSH);
+5. the escape probes hold on the node: in the instance, and on the node for its init;
+6. the node powers off: the controller marks its nova-compute down while the controller's
+   instance stays ACTIVE and answers; the node boots again and its instance comes back ACTIVE;
+7. ``appliance remove-node`` is refused while the instance lives there; ``--force`` deletes
+   it and leaves no compute service, hypervisor, resource provider, chassis or user behind,
+   and AMQP back on loopback alone.
 
 Both containers have a second link for Geneve (the harness's overlay segment): on the
 userspace datapath the endpoint moves onto an Open vSwitch bridge (netbackend/tunnel.py).
@@ -25,7 +31,7 @@ import time
 import pytest
 from project import PROFILE
 
-from pipeline.harness import local
+from pipeline.harness import local, uplink
 
 from .conftest import booted, in_appliance
 
@@ -35,58 +41,63 @@ NODE = 1
 NODE_NAME = "node1"
 TOKEN_FILE = "/root/node1.token"
 
-# Run on the controller: boot a server on NODE (argv[1]) as the admin, give it a floating IP
-# and SSH to it from the controller; prints where it ran and what it answered.
-ON_THE_NODE = r"""
-import json, sys, time
-from appliance.agent.context import AgentContext
-from appliance.agent.context import Paths
-from appliance.agent.steps_cloud import public_key
-from appliance.selftest import guest
-node = sys.argv[1]
+# Run on the controller with the instance's id (argv[1]): the escape probes inside it, over
+# SSH from its network's namespace; prints {"results": {probe: [passed, detail]}, "marker",
+# "instance_name", "ip"}.
+GUEST_PROBES = r"""
+import json, sys
+from appliance.agent.context import AgentContext, Paths
+from appliance.selftest import escape_probes, guest
 ctx = AgentContext.load(Paths())
-site = ctx.site
 admin = guest.connect("admin")
-network = admin.network.find_network(site.network.name, ignore_missing=False)
-group = admin.network.create_security_group(name="scale-out", description="e2e: SSH to an instance on a node")
-keypair = admin.compute.create_keypair(name="scale-out", public_key=public_key(ctx))
-server = fip = None
-try:
-    for rule in ({"protocol": "icmp"}, {"protocol": "tcp", "port_range_min": 22, "port_range_max": 22}):
-        admin.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
-                                                 ethertype="IPv4", remote_ip_prefix="0.0.0.0/0", **rule)
-    started = time.monotonic()
-    server = admin.compute.create_server(
-        name=f"on-{node}", flavor_id=admin.compute.find_flavor(site.flavors[0].name).id,
-        image_id=admin.image.find_image(site.image_name).id, networks=[{"uuid": network.id}],
-        key_name=keypair.name, security_groups=[{"name": group.name}], availability_zone=f"nova:{node}")
-    server = admin.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=2,
-                                           wait=600 * guest.patience())
-    active = time.monotonic() - started
-    port = next(iter(admin.network.ports(device_id=server.id)))
-    external = admin.network.find_network(site.external.name, ignore_missing=False)
-    fip = admin.network.create_ip(floating_network_id=external.id, port_id=port.id)
-    address = fip.floating_ip_address
-    cmd = guest.ssh_cmd(guest.LOGIN_USER, address, "hostname")
-    result = guest.wait_ssh(admin, server, cmd, timeout=300, what="SSH to the floating IP of an instance on the node")
-    print(json.dumps({"host": server.compute_host or server.hypervisor_hostname, "active_s": round(active, 1),
-                      "ssh_s": round(time.monotonic() - started, 1), "hostname": result.stdout.strip(),
-                      "address": address}))
-finally:
-    if fip is not None:
-        admin.network.delete_ip(fip)
-    if server is not None:
-        admin.compute.delete_server(server)
-        admin.compute.wait_for_delete(server, wait=300 * guest.patience())
-    admin.compute.delete_keypair(keypair)
-    admin.network.delete_security_group(group)
+server = admin.compute.get_server(sys.argv[1])
+network = admin.network.find_network(ctx.site.network.name, ignore_missing=False)
+ip = [a["addr"] for a in server.addresses[network.name] if a.get("version") == 4][0]
+results, marker = escape_probes.guest_side_probes(ctx.profile.network.namespace(network.id), ip)
+print(json.dumps({"results": results, "marker": marker, "instance_name": server.instance_name, "ip": ip}))
+"""
+
+# Run on the node with the instance's libvirt name and the marker path: the host side.
+HOST_PROBES = r"""
+import json, sys
+from appliance.selftest import escape_probes
+print(json.dumps(escape_probes.host_side_probes(escape_probes.instance_init_pid(sys.argv[1]), sys.argv[2])))
+"""
+
+# Run on the controller: a server's status and whether it answers ping from its network's
+# namespace (argv[1]: its id); prints {"status", "answers"}.
+SERVER_STATE = r"""
+import json, subprocess, sys
+from appliance.agent.context import AgentContext, Paths
+from appliance.selftest import guest
+ctx = AgentContext.load(Paths())
+admin = guest.connect("admin")
+server = admin.compute.get_server(sys.argv[1])
+network = admin.network.find_network(ctx.site.network.name, ignore_missing=False)
+ip = [a["addr"] for a in server.addresses[network.name] if a.get("version") == 4][0]
+ns = ctx.profile.network.namespace(network.id)
+ping = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c2", "-W2", ip], capture_output=True)
+print(json.dumps({"status": server.status, "answers": ping.returncode == 0}))
 """
 
 
-def compute_services(controller) -> list[dict]:
-    result = in_appliance(controller, "bash", "-lc", "source /root/rc.admin && openstack compute service list "
-                          "--service nova-compute -f json", timeout=120)
+def openstack(controller, *args):
+    result = in_appliance(controller, "bash", "-lc", "source /root/rc.admin && openstack " + " ".join(args) +
+                          " -f json", timeout=120)
     return json.loads(result.stdout)
+
+
+def compute_services(controller) -> list[dict]:
+    return openstack(controller, "compute service list --service nova-compute")
+
+
+def nova_compute_of(controller, host) -> str | None:
+    """The state Nova reports for ``host``'s nova-compute ("up", "down"), None: not listed."""
+    return next((s["State"] for s in compute_services(controller) if s["Host"].split(".")[0] == host), None)
+
+
+def server_state(controller, server_id) -> dict:
+    return json.loads(in_appliance(controller, "python3", "-c", SERVER_STATE, server_id, timeout=180).stdout)
 
 
 def wait_for(what, probe, timeout, interval=10):
@@ -100,8 +111,16 @@ def wait_for(what, probe, timeout, interval=10):
         time.sleep(interval)
 
 
-def test_a_second_machine_joins_runs_an_instance_and_leaves(appliance_image, tmp_path):
+def rows_of(result) -> list[dict]:
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    for row in rows:
+        print(f"{'ok  ' if row['passed'] else 'FAIL'} {row['name']:60} {row['seconds']:7.1f} s  {row['detail']}")
+    return rows
+
+
+def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves(appliance_image, tmp_path):
     with booted(logs="pytest-e2e-scale-out", overlay=True) as controller:
+        controller_host = in_appliance(controller, "hostname", "-s").stdout.strip()
         in_appliance(controller, "python3", "-m", "appliance", "add-node", NODE_NAME, "--out", TOKEN_FILE)
         token = in_appliance(controller, "cat", TOKEN_FILE).stdout.strip()
         site = tmp_path / "node.yaml"
@@ -109,24 +128,77 @@ def test_a_second_machine_joins_runs_an_instance_and_leaves(appliance_image, tmp
         with os.fdopen(fd, "w") as handle:
             handle.write(f"join: {{token: '{token}'}}\n")
         del token
-        with booted(name=local.node_name(PROFILE, NODE), logs="pytest-e2e-scale-out-node", node=NODE,
-                    site=site) as node:
+        node_name = local.node_name(PROFILE, NODE)
+        with booted(name=node_name, logs="pytest-e2e-scale-out-node", node=NODE, site=site) as node:
             assert (node.management_ip, node.overlay_ip, node.segment) == ("10.254.0.11", "10.254.0.201", controller.name)
-
-            def node_up():
-                return [s for s in compute_services(controller) if s["Host"] == NODE_NAME and s["State"] == "up"]
-
-            wait_for(f"{NODE_NAME}'s nova-compute up in the controller's service list", node_up, timeout=900)
+            wait_for(f"{NODE_NAME}'s nova-compute up in the controller's service list",
+                     lambda: nova_compute_of(controller, NODE_NAME) == "up", timeout=900)
             wait_for(f"{NODE_NAME} recorded joined", lambda: json.loads(in_appliance(
                 controller, "cat", "/var/lib/appliance/cluster/nodes.json").stdout)["nodes"][NODE_NAME]["state"]
                 == "joined", timeout=120)
-            result = in_appliance(controller, "python3", "-c", ON_THE_NODE, NODE_NAME, timeout=1800, check=False)
-            # Whole output on failure: SSH's failure carries the instance's console.
-            print(result.stdout, result.stderr[-3000:], sep="\n")
-            assert result.returncode == 0, result.stderr[-800:]
-            ran = json.loads(result.stdout.strip().splitlines()[-1])
-            assert ran["host"] == NODE_NAME, ran
-            assert ran["hostname"], ran
-            removed = in_appliance(controller, "python3", "-m", "appliance", "remove-node", NODE_NAME, "--force")
-            assert f"node {NODE_NAME} removed" in removed.stdout
-            assert not [s for s in compute_services(controller) if s["Host"] == NODE_NAME]
+
+            # 3. Both hypervisors up; each machine says its role.
+            hypervisors = {h["Hypervisor Hostname"].split(".")[0]: h["State"]
+                           for h in openstack(controller, "hypervisor list")}
+            assert hypervisors == {controller_host: "up", NODE_NAME: "up"}, hypervisors
+            said = in_appliance(controller, "python3", "-m", "appliance", "status").stdout
+            assert f"role: controller; compute nodes: {NODE_NAME} (joined)" in said, said
+            said = in_appliance(node, "python3", "-m", "appliance", "status").stdout
+            assert said.startswith("appliance: cloud ready"), said
+            assert f"role: compute node {NODE_NAME} of controller {controller_host} (10.254.0.10)" in said, said
+            assert f"resource provider {NODE_NAME}" in said and " listed in Placement" in said, said
+
+            # 4. Instances spread over both hosts, the node's reached every way.
+            result = in_appliance(controller, "python3", "-m", "appliance", "selftest", "nodes", "--keep",
+                                  "--outbound-probe", uplink.INTERNET_PROBE, timeout=1800, check=False)
+            rows = rows_of(result)
+            assert rows and rows[-1]["name"] == "servers", result.stderr[-800:]
+            failed = [f"{r['name']}: {r['detail']}" for r in rows if not r["passed"]]
+            assert not failed and result.returncode == 0, failed
+            hosts = json.loads(rows[-1]["detail"])["hosts"]
+            on_node = next(i for i, h in hosts.items() if h == NODE_NAME)
+            on_controller = next(i for i, h in hosts.items() if h == controller_host)
+
+            # 5. The escape probes on the node: in the instance, then on the node for its init.
+            inside = json.loads(in_appliance(controller, "python3", "-c", GUEST_PROBES, on_node,
+                                             timeout=300).stdout.strip().splitlines()[-1])
+            outside = json.loads(in_appliance(node, "python3", "-c", HOST_PROBES, inside["instance_name"],
+                                              inside["marker"] or "", timeout=120).stdout.strip().splitlines()[-1])
+            probes = {**inside["results"], **outside}
+            print(json.dumps(probes, indent=1))
+            assert len(outside) >= 2 and all(ok for ok, _ in probes.values()), probes
+
+            # 6. The node powers off and comes back.
+            def while_off():
+                wait_for(f"{NODE_NAME}'s nova-compute down", lambda: nova_compute_of(controller, NODE_NAME) == "down",
+                         timeout=300)
+                assert server_state(controller, on_controller) == {"status": "ACTIVE", "answers": True}
+
+            node, _ = local.restart(PROFILE, name=node_name, while_off=while_off)
+            wait_for(f"{NODE_NAME}'s nova-compute up again", lambda: nova_compute_of(controller, NODE_NAME) == "up",
+                     timeout=600)
+            wait_for("the node's instance ACTIVE and answering again", lambda: server_state(
+                controller, on_node) == {"status": "ACTIVE", "answers": True}, timeout=600)
+
+            # 7. Removal: refused while the instance lives there, then forced.
+            refused = in_appliance(controller, "python3", "-m", "appliance", "remove-node", NODE_NAME, check=False)
+            assert refused.returncode != 0 and "still hosts 1 instance(s)" in refused.stderr, refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+            removed = in_appliance(controller, "python3", "-m", "appliance", "remove-node", NODE_NAME, "--force",
+                                   timeout=600)
+            assert f"node {NODE_NAME} removed" in removed.stdout, removed.stdout
+            assert nova_compute_of(controller, NODE_NAME) is None
+            assert NODE_NAME not in {h["Hypervisor Hostname"].split(".")[0]
+                                     for h in openstack(controller, "hypervisor list")}
+            providers = {p["name"].split(".")[0] for p in openstack(controller, "resource provider list")}
+            assert providers == {controller_host}, providers
+            chassis = in_appliance(controller, "ovn-sbctl", "--bare", "--columns=name", "list", "Chassis").stdout.split()
+            assert NODE_NAME not in chassis and chassis, chassis
+            users = {u["Name"] for u in openstack(controller, "user list")}
+            assert f"node-{NODE_NAME}" not in users, users
+            rabbit = in_appliance(controller, "rabbitmqctl", "--quiet", "list_users").stdout
+            assert f"node-{NODE_NAME}" not in rabbit, rabbit
+            amqp = in_appliance(controller, "ss", "-Hltn", "sport = :5672").stdout
+            assert "10.254.0.10:5672" not in amqp and "127.0.0.1:5672" in amqp, amqp
+            in_appliance(controller, "bash", "-lc", f"source /root/rc.admin && openstack server delete --wait {on_controller}",
+                         timeout=300)

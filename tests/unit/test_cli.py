@@ -18,7 +18,7 @@ def appliance(*args):
 @pytest.mark.parametrize("args, rc, out, err", [
     (["--version"], 0, f"appliance {__version__}", ""),
     (["--help"], 0, "selftest", ""),
-    (["selftest", "--help"], 0, "{api,lifecycle,rabbitmq-node}", ""),
+    (["selftest", "--help"], 0, "{api,lifecycle,nodes,rabbitmq-node}", ""),
     # --help of a suite or a measurement prints help and starts nothing (no server created).
     (["selftest", "lifecycle", "--help"], 0, "creates", ""),
     (["selftest", "rabbitmq-node", "--help"], 0, "Erlang node", ""),

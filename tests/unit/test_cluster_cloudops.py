@@ -37,6 +37,15 @@ class Compute(Proxy):
 
     delete_service = Proxy._delete
 
+    def delete_server(self, server, ignore_missing=False):
+        assert ignore_missing
+        self._servers.remove(server)
+        self.log.append(f"delete server {server.id}")
+
+    def wait_for_delete(self, server, interval=2, wait=120):
+        assert server not in self._servers
+        self.log.append(f"gone server {server.id}")
+
 
 class Placement(Proxy):
     def resource_providers(self):
@@ -124,6 +133,10 @@ def test_a_node_with_instances_is_kept_unless_forced(tmp_path):
     assert log == [] and registry.get("node1").state == "joined"
     enrol.remove_node("node1", registry=registry, cloud=_cloud(log, servers), force=True, now=NOW, say=log.append)
     assert not registry.has_nodes()
+    # Its instances first (Nova refuses to delete a service hosting any), then its service.
+    assert log[:6] == ["delete server i1", "delete server i3", "gone server i1", "gone server i3",
+                       "node node1: 2 instance(s) deleted (--force)", "delete service s2"], log
+    assert [s.id for s in servers] == ["i2"]
 
 
 def test_cancelling_an_invitation_touches_nothing_that_was_not_opened(tmp_path):
