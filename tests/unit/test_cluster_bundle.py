@@ -82,7 +82,8 @@ ID = "0123456789abcdef0123456789abcdef"
     ("configure", "compute.c3", False), ("configure", "compute.c22", False), ("configure", "conductor", False),
     ("configure", "scheduler", False), ("configure", "q-plugin", False), ("configure", "neutron", False),
     ("read", "compute.c3", False), ("read", "conductor", False), ("read", "notifications.info", False),
-    ("write", "compute.c2", True), ("write", "amq.direct", False),
+    ("write", "compute.c2", True), ("write", "amq.direct", False), ("write", "amq.default", True),
+    ("configure", "amq.default", False), ("read", "amq.default", False),
     ("configure", "scheduler_fanout", True), ("write", "scheduler_fanout", True),
     ("read", "scheduler_fanout", False), ("configure", "scheduler_fanout_x", False),
 ])
