@@ -103,14 +103,15 @@ def run_escape_probes(namespace, ip, instance_name, emit_result=None):
     return results
 
 
-def guest_side_probes(namespace, ip):
-    """ESCAPE_PROBES in the instance as its root, over SSH from ``namespace``: ({probe:
-    (passed, detail)}, the marker file the instance made or None). The host side
-    (host_side_probes) runs where the instance runs: on a compute node, there."""
+def guest_side_probes(namespace, ip, via=None):
+    """ESCAPE_PROBES in the instance as its root, over SSH from ``namespace`` (``via``: through
+    that instance, guest.ssh_cmd's): ({probe: (passed, detail)}, the marker file the instance
+    made or None). The host side (host_side_probes) runs where the instance runs: on a
+    compute node, there."""
     results = {}
     done = subprocess.run(
-        ssh_argv(namespace, ip, as_instance_root("sh -s")), input=ESCAPE_PROBES, capture_output=True, text=True,
-        timeout=60)
+        ssh_argv(namespace, ip, as_instance_root("sh -s"), via=via), input=ESCAPE_PROBES, capture_output=True,
+        text=True, timeout=60)
     marker = None
     for line in done.stdout.splitlines():
         name, _, rest = line.partition("|")

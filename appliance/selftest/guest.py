@@ -122,12 +122,21 @@ def sh(cmd, timeout=60):
 KEY = "/etc/appliance/lxckey"
 
 
-def ssh_cmd(user, address, command, netns=None, timeout=5):
-    """ssh to an instance with the keypair's key, from ``netns`` or the appliance host itself."""
+_SSH_OPTIONS = ["-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+
+
+def ssh_cmd(user, address, command, netns=None, timeout=5, via=None):
+    """ssh to an instance with the keypair's key, from ``netns`` or the appliance host itself;
+    ``via``: through that instance first (an address reachable from there), which then opens
+    the TCP connection to ``address`` on the tenant network. OVN's metadata port is a
+    localport, reaching only the instances of its own chassis: an instance on another host
+    is reached through one on this host."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    return [*prefix, "ssh", "-i", KEY, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", f"ConnectTimeout={timeout}", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-            f"{user}@{address}", command]
+    # -o options do not reach a ProxyJump's ssh, so the hop is spelt out.
+    hop = ["-o", "ProxyCommand=" + " ".join(["ssh", *_SSH_OPTIONS, "-o", f"ConnectTimeout={timeout}", "-W", "%h:%p",
+                                              f"{user}@{via}"])] if via else []
+    return [*prefix, "ssh", *_SSH_OPTIONS, "-o", f"ConnectTimeout={timeout}", *hop, f"{user}@{address}", command]
 
 
 def ssh_outcome(cmd, timeout=20):
@@ -141,9 +150,10 @@ def ssh_outcome(cmd, timeout=20):
         return "hung"
 
 
-def ssh_argv(namespace, ip, remote, user=LOGIN_USER):
-    """ssh from the DHCP namespace to an instance as its login user, running ``remote``."""
-    return ssh_cmd(user, ip, remote, netns=namespace)
+def ssh_argv(namespace, ip, remote, user=LOGIN_USER, via=None):
+    """ssh from the DHCP namespace to an instance as its login user, running ``remote``
+    (``via``: ssh_cmd's)."""
+    return ssh_cmd(user, ip, remote, netns=namespace, via=via)
 
 
 def as_instance_root(command):

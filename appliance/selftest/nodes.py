@@ -96,20 +96,30 @@ def main(outbound_probe=None, keep=False):
 
     namespace = context.profile.network.namespace(network.id)
 
+    def on_node(command, **options):
+        """ssh to the instance on the node through the one on this host: OVN's metadata
+        namespace reaches only this chassis' instances (guest.ssh_cmd)."""
+        return ssh_cmd(LOGIN_USER, address(state["on_node"]), command, netns=namespace,
+                       via=address(state["on_controller"]), **options)
+
     def user_data_on_node():
-        server = state["on_node"]
+        server, here = state["on_node"], state["on_controller"]
+        wait_ssh(lxc, here, ssh_cmd(LOGIN_USER, address(here), "true", netns=namespace), timeout=180,
+                 what=f"SSH from {namespace} to the instance on this host", per_try=60)
         command = f"cloud-init status --wait >/dev/null; sudo -n cat {MARKER_PATH}"
-        result = wait_ssh(lxc, server, ssh_cmd(LOGIN_USER, address(server), command, netns=namespace),
-                          timeout=180, what=f"SSH from {namespace} to the instance on a node", per_try=60)
+        result = wait_ssh(lxc, server, on_node(command), timeout=180,
+                          what="SSH to the instance on a node through the one on this host", per_try=60)
         assert result.stdout.strip() == token, f"{MARKER_PATH} holds {result.stdout.strip()!r}"
-        return f"{address(server)} on {state['hosts'][server.id]}, reached from {namespace}"
+        return f"{address(server)} on {state['hosts'][server.id]}, through {address(here)} on {this_host}"
 
     def tenant_both_ways():
         node_server, here = state["on_node"], state["on_controller"]
         said = []
         for source, target in ((node_server, here), (here, node_server)):
             ping = f"ping -c3 -W2 {address(target)}"
-            result = sh(ssh_cmd(LOGIN_USER, address(source), ping, netns=namespace, timeout=10), timeout=60)
+            argv = on_node(ping, timeout=10) if source is node_server else \
+                ssh_cmd(LOGIN_USER, address(source), ping, netns=namespace, timeout=10)
+            result = sh(argv, timeout=60)
             assert result.returncode == 0, (f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}: "
                                             f"{(result.stdout + result.stderr).strip()[-200:]}")
             said.append(f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}")
@@ -118,7 +128,8 @@ def main(outbound_probe=None, keep=False):
     try:
         if run("one server per host, ACTIVE", create) and run("the scheduler spread them over every host", spread):
             if sh(["test", "-f", KEY]).returncode == 0:
-                if run("instance on a node: address, SSH over Geneve, user-data ran", user_data_on_node):
+                if run("instance on a node: address, SSH over the tenant network, user-data ran",
+                       user_data_on_node):
                     run("instances on the node and the controller reach each other", tenant_both_ways)
                 if site.external.enabled:
                     floating_ip_checks(lxc, site, state["on_node"], LOGIN_USER, {}, True, outbound_probe)

@@ -37,24 +37,34 @@ from .conftest import booted, in_appliance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(PROFILE != "trixie-epoxy", reason="scale-out needs ML2/OVN")]
 
+# The controller's harness name: its own, so the suite's shared appliance (the profile's name)
+# keeps running beside it.
+CONTROLLER = "scale-out"
 NODE = 1
 NODE_NAME = "node1"
 TOKEN_FILE = "/root/node1.token"
 
-# Run on the controller with the instance's id (argv[1]): the escape probes inside it, over
-# SSH from its network's namespace; prints {"results": {probe: [passed, detail]}, "marker",
-# "instance_name", "ip"}.
-GUEST_PROBES = r"""
-import json, sys
+# What the scripts below share: the admin, the tenant network's namespace, a server's address.
+PRELUDE = r"""
+import json, subprocess, sys
 from appliance.agent.context import AgentContext, Paths
 from appliance.selftest import escape_probes, guest
 ctx = AgentContext.load(Paths())
 admin = guest.connect("admin")
-server = admin.compute.get_server(sys.argv[1])
 network = admin.network.find_network(ctx.site.network.name, ignore_missing=False)
-ip = [a["addr"] for a in server.addresses[network.name] if a.get("version") == 4][0]
-results, marker = escape_probes.guest_side_probes(ctx.profile.network.namespace(network.id), ip)
-print(json.dumps({"results": results, "marker": marker, "instance_name": server.instance_name, "ip": ip}))
+ns = ctx.profile.network.namespace(network.id)
+def address(server):
+    return [a["addr"] for a in server.addresses[network.name] if a.get("version") == 4][0]
+"""
+
+# Run on the controller with the instance's id and the id of an instance on the controller
+# (argv[1], argv[2]): the escape probes inside the first, over SSH through the second (OVN's
+# metadata namespace reaches only its own chassis' instances); prints {"results": {probe:
+# [passed, detail]}, "marker", "instance_name"}.
+GUEST_PROBES = PRELUDE + r"""
+server, via = admin.compute.get_server(sys.argv[1]), admin.compute.get_server(sys.argv[2])
+results, marker = escape_probes.guest_side_probes(ns, address(server), via=address(via))
+print(json.dumps({"results": results, "marker": marker, "instance_name": server.instance_name}))
 """
 
 # Run on the node with the instance's libvirt name and the marker path: the host side.
@@ -64,20 +74,14 @@ from appliance.selftest import escape_probes
 print(json.dumps(escape_probes.host_side_probes(escape_probes.instance_init_pid(sys.argv[1]), sys.argv[2])))
 """
 
-# Run on the controller: a server's status and whether it answers ping from its network's
-# namespace (argv[1]: its id); prints {"status", "answers"}.
-SERVER_STATE = r"""
-import json, subprocess, sys
-from appliance.agent.context import AgentContext, Paths
-from appliance.selftest import guest
-ctx = AgentContext.load(Paths())
-admin = guest.connect("admin")
+# Run on the controller: a server's status and whether it answers SSH (argv[1]: its id;
+# argv[2], optional: through that instance on the controller); prints {"status", "answers"}.
+SERVER_STATE = PRELUDE + r"""
 server = admin.compute.get_server(sys.argv[1])
-network = admin.network.find_network(ctx.site.network.name, ignore_missing=False)
-ip = [a["addr"] for a in server.addresses[network.name] if a.get("version") == 4][0]
-ns = ctx.profile.network.namespace(network.id)
-ping = subprocess.run(["ip", "netns", "exec", ns, "ping", "-c2", "-W2", ip], capture_output=True)
-print(json.dumps({"status": server.status, "answers": ping.returncode == 0}))
+via = address(admin.compute.get_server(sys.argv[2])) if len(sys.argv) > 2 else None
+ssh = subprocess.run(guest.ssh_cmd(guest.LOGIN_USER, address(server), "true", netns=ns, via=via), capture_output=True,
+                     timeout=120)
+print(json.dumps({"status": server.status, "answers": ssh.returncode == 0}))
 """
 
 
@@ -96,8 +100,9 @@ def nova_compute_of(controller, host) -> str | None:
     return next((s["State"] for s in compute_services(controller) if s["Host"].split(".")[0] == host), None)
 
 
-def server_state(controller, server_id) -> dict:
-    return json.loads(in_appliance(controller, "python3", "-c", SERVER_STATE, server_id, timeout=180).stdout)
+def server_state(controller, server_id, *via) -> dict:
+    return json.loads(in_appliance(controller, "python3", "-c", SERVER_STATE, server_id, *via,
+                                   timeout=180).stdout.strip().splitlines()[-1])
 
 
 def wait_for(what, probe, timeout, interval=10):
@@ -119,7 +124,7 @@ def rows_of(result) -> list[dict]:
 
 
 def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves(appliance_image, tmp_path):
-    with booted(logs="pytest-e2e-scale-out", overlay=True) as controller:
+    with booted(name=CONTROLLER, logs="pytest-e2e-scale-out", overlay=True) as controller:
         controller_host = in_appliance(controller, "hostname", "-s").stdout.strip()
         in_appliance(controller, "python3", "-m", "appliance", "add-node", NODE_NAME, "--out", TOKEN_FILE)
         token = in_appliance(controller, "cat", TOKEN_FILE).stdout.strip()
@@ -128,8 +133,9 @@ def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves
         with os.fdopen(fd, "w") as handle:
             handle.write(f"join: {{token: '{token}'}}\n")
         del token
-        node_name = local.node_name(PROFILE, NODE)
-        with booted(name=node_name, logs="pytest-e2e-scale-out-node", node=NODE, site=site) as node:
+        node_name = local.node_name(PROFILE, NODE, CONTROLLER)
+        with booted(name=node_name, logs="pytest-e2e-scale-out-node", node=NODE, controller=CONTROLLER,
+                    site=site) as node:
             assert (node.management_ip, node.overlay_ip, node.segment) == ("10.254.0.11", "10.254.0.201", controller.name)
             wait_for(f"{NODE_NAME}'s nova-compute up in the controller's service list",
                      lambda: nova_compute_of(controller, NODE_NAME) == "up", timeout=900)
@@ -160,7 +166,7 @@ def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves
             on_controller = next(i for i, h in hosts.items() if h == controller_host)
 
             # 5. The escape probes on the node: in the instance, then on the node for its init.
-            inside = json.loads(in_appliance(controller, "python3", "-c", GUEST_PROBES, on_node,
+            inside = json.loads(in_appliance(controller, "python3", "-c", GUEST_PROBES, on_node, on_controller,
                                              timeout=300).stdout.strip().splitlines()[-1])
             outside = json.loads(in_appliance(node, "python3", "-c", HOST_PROBES, inside["instance_name"],
                                               inside["marker"] or "", timeout=120).stdout.strip().splitlines()[-1])
@@ -178,7 +184,7 @@ def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves
             wait_for(f"{NODE_NAME}'s nova-compute up again", lambda: nova_compute_of(controller, NODE_NAME) == "up",
                      timeout=600)
             wait_for("the node's instance ACTIVE and answering again", lambda: server_state(
-                controller, on_node) == {"status": "ACTIVE", "answers": True}, timeout=600)
+                controller, on_node, on_controller) == {"status": "ACTIVE", "answers": True}, timeout=600)
 
             # 7. Removal: refused while the instance lives there, then forced.
             refused = in_appliance(controller, "python3", "-m", "appliance", "remove-node", NODE_NAME, check=False)
