@@ -191,10 +191,12 @@ def e2e(c, profile=DEFAULT_PROFILE):
             "vm": "boot the qcow2 under qemu instead (each boot: boot → ready, idle PSS and MemAvailable in the VM, "
                   "--burst instances kept (default 10) with MemAvailable, reboot → ready)",
             "memory": "--vm: guest memory in MiB (default 4096)",
-            "firmware": "--vm: bios (SeaBIOS, default) or uefi (OVMF)"})
+            "firmware": "--vm: bios (SeaBIOS, default) or uefi (OVMF)",
+            "nodes": "2: a controller and a compute node per boot (join time, the node's idle memory, "
+                     "--burst over both hosts); default 1"})
 @operator_errors
 def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, settle=30, from_tree=False, vm=False,
-          memory=4096, firmware="bios"):
+          memory=4096, firmware="bios", nodes=1):
     """Measure build, boot, instance timings and memory; JSON to artifacts/bench/, a table here."""
     from pipeline.bench.run import run_bench
 
@@ -205,7 +207,7 @@ def bench(c, profile=DEFAULT_PROFILE, boots=3, creates=3, burst=None, builds=1, 
     burst = int(burst) if burst is not None else (10 if vm else 20)
     run_bench(profile, ARTIFACTS, boots=int(boots), creates=int(creates), burst=burst,
               build_runs=int(builds), settle_s=float(settle), from_tree=from_tree, vm=vm, vm_memory_mb=int(memory),
-              vm_firmware=firmware)
+              vm_firmware=firmware, nodes=_int(nodes))
 
 
 @task(name="bench-report", help={"bench_dir": "where the bench's JSON records are (default artifacts/bench)"})

@@ -246,8 +246,13 @@ def burst(count, keep=False, wait=900.0):
     sampler.join()
     active = sum(1 for v in states.values() if v == "ACTIVE")
     failed = len(states) - active + max(0, count - len(states))
+    # Where the scheduler put them (an admin's attribute): one host, or spread over nodes.
+    hosts: dict[str, int] = {}
+    for server in admin.compute.servers(all_projects=True, name=f"^{prefix}"):
+        host = (server.compute_host or "none").split(".")[0]
+        hosts[host] = hosts.get(host, 0) + 1
     if keep:
-        emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed,
+        emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed, hosts=hosts,
              peak_rss_mib=sampler.peak["rss_mib"], peak_pss_mib=sampler.peak["pss_mib"], delete_all_s=None)
         return
     start = time.monotonic()
@@ -256,6 +261,6 @@ def burst(count, keep=False, wait=900.0):
         conn.compute.delete_server(server)
     for server in servers:
         conn.compute.wait_for_delete(server, interval=1, wait=600)
-    emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed,
+    emit("burst", count=count, all_active_s=round(elapsed, 2), active=active, failed=failed, hosts=hosts,
          peak_rss_mib=sampler.peak["rss_mib"], peak_pss_mib=sampler.peak["pss_mib"],
          delete_all_s=round(time.monotonic() - start, 2))

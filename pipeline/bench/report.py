@@ -21,7 +21,11 @@ END = "<!-- bench:end -->"
 
 
 def harness_of(record: dict) -> str:
-    return "VM" if record.get("options", {}).get("vm") else "container"
+    """"VM", "container", or "container, two nodes" (a controller and a compute node)."""
+    options = record.get("options", {})
+    if options.get("vm"):
+        return "VM"
+    return "container, two nodes" if options.get("nodes", 1) == 2 else "container"
 
 
 def _records(bench_dir: Path) -> dict[tuple[str, str], list[tuple[Path, dict]]]:

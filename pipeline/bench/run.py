@@ -175,7 +175,9 @@ def _say(line: str) -> None:
 
 def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3, burst: int = 20,
               build_runs: int = 1, settle_s: float = 30, from_tree: bool = False, vm: bool = False,
-              vm_memory_mb: int = 4096, vm_firmware: str = "bios", say=_say) -> Path:
+              vm_memory_mb: int = 4096, vm_firmware: str = "bios", nodes: int = 1, say=_say) -> Path:
+    """``nodes``: 1, the appliance alone; 2, a controller and a compute node (bench/nodes.py:
+    join time, the node's memory, a burst over both; in the container harness only)."""
     from ..profiles import load_profile
 
     load_profile(profile)  # an unknown profile fails here, before anything slow
@@ -189,6 +191,12 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
     for name, value in options.items():
         if value < 0:
             raise ApplianceError(f"bench option {name.replace('_s', '')}: expected 0 or more, got {value}")
+    if nodes not in (1, 2):
+        raise ApplianceError(f"bench option nodes: expected 1 or 2, got {nodes}")
+    if nodes == 2 and vm:
+        raise ApplianceError("bench option nodes: 2 runs in the container harness, not --vm")
+    if nodes == 2 and not load_profile(profile).roles:
+        raise ApplianceError(f"bench option nodes: profile {profile} has no compute role (see docs/scale-out.md)")
     if not build_runs and boots and not (artifacts / profile / "appliance.raw").exists():
         raise ApplianceError(f"no built image in {artifacts / profile}; run `./inv build` or bench with --builds 1")
     bench = Bench(profile, artifacts, say, from_tree=from_tree)
@@ -197,7 +205,11 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
         if build_runs:
             bench.builds(build_runs)
         for index in range(1, boots + 1):
-            if vm:
+            if nodes == 2:
+                from .nodes import one_pair_boot
+
+                one_pair_boot(bench, index, burst=burst, settle_s=settle_s)
+            elif vm:
                 from .vm import one_vm_boot
 
                 one_vm_boot(bench, index, burst=burst, settle_s=settle_s, memory_mb=vm_memory_mb, firmware=vm_firmware)
@@ -206,7 +218,7 @@ def run_bench(profile: str, artifacts: Path, *, boots: int = 3, creates: int = 3
     finally:
         # A bench of uncommitted changes must say so: the figures are not the commit's.
         data = record(bench.figures, profile=profile, revision=git_revision(mark_dirty=True),
-                      options={**options, "from_tree": from_tree, "vm": vm,
+                      options={**options, "from_tree": from_tree, "vm": vm, "nodes": nodes,
                                **({"vm_firmware": vm_firmware} if vm else {})},
                       started=started,
                       events=bench.events)

@@ -56,6 +56,9 @@ BAD_BENCH_OPTIONS = [  # (profile, options, the one line expected)
     ("bookworm-zed", {"boots": -1}, "bench option boots: expected 0 or more, got -1"),
     ("bookworm-zed", {"boots": 1, "build_runs": 0}, "no built image"),
     ("bookworm-zed", {"vm": True, "vm_firmware": "coreboot"}, "bench option firmware: expected one of bios, uefi, got 'coreboot'"),
+    ("trixie-epoxy", {"nodes": 3}, "bench option nodes: expected 1 or 2, got 3"),
+    ("trixie-epoxy", {"nodes": 2, "vm": True}, "bench option nodes: 2 runs in the container harness, not --vm"),
+    ("bookworm-zed", {"nodes": 2}, "bench option nodes: profile bookworm-zed has no compute role"),
 ]
 
 

@@ -84,3 +84,12 @@ def test_figures_the_newest_run_skipped_come_from_the_newest_earlier_record(tmp_
     assert "| boot → cloud ready | s | 1 | 40.0 | 45.0 | met |" in text
     assert "| burst: all ACTIVE | s | 1 | 75.0 | 60.0 | missed | `20261202T000000Z-bookworm-zed.json` |" in text
     assert "90.0" not in text and "| 60.0 | 45.0" not in text
+
+
+@pytest.mark.parametrize("options,harness", [
+    ({}, "container"), ({"vm": True}, "VM"), ({"nodes": 1}, "container"), ({"nodes": 2}, "container, two nodes"),
+])
+def test_a_two_node_record_is_a_harness_of_its_own(options, harness):
+    from pipeline.bench.report import harness_of
+
+    assert harness_of({"options": options}) == harness
