@@ -93,6 +93,8 @@ class ControllerCloud:
             self.access.close()
 
     def stop_join_service(self) -> None:
-        """Only where it runs (it also stops by itself once nothing is left to do)."""
-        if any(self.check(["systemctl", "is-active", "--quiet", unit]) for unit in self.join_units):
-            self.run(["systemctl", "stop", *self.join_units], None)
+        """Stopped where it runs, and no longer started at boot (it also does both by itself
+        once nothing is left to do); nothing where neither holds."""
+        if any(self.check(["systemctl", verb, "--quiet", unit]) for unit in self.join_units
+               for verb in ("is-active", "is-enabled")):
+            self.run(["systemctl", "disable", "--now", *self.join_units], None)

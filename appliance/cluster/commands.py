@@ -81,11 +81,23 @@ def add_node(paths: Paths, name: str, *, expires: str, out: Path | None, say: Sa
 
 
 def start_join_service(ctx: AgentContext) -> None:
-    """Start the join service's units (profile data), which exit once no invitation can be
-    redeemed; running already is no error (it sees the new invitation on its next look)."""
+    """Enable and start the join service's units (profile data): enabled, a controller
+    rebooted with an invitation outstanding serves it again. They exit once no invitation can
+    be redeemed and no node is left to wait for, and disable themselves then (join_service);
+    running already is no error (it sees the new invitation on its next look)."""
     from ..agent.system import systemctl
 
-    systemctl("start", *ctx.profile.service(enrol.JOIN_SERVICE).units)
+    systemctl("enable", "--now", *ctx.profile.service(enrol.JOIN_SERVICE).units)
+
+
+def _nothing_to_do(ctx: AgentContext, registry: NodeRegistry, say: Say) -> int:
+    """The join service's exit once no invitation can be redeemed and no node is joining: its
+    units no longer start at boot (best effort: a failure leaves a start that exits at once)."""
+    from ..agent.system import systemctl
+
+    say("join service: no invitation to redeem and no node to wait for; stopped")
+    systemctl("disable", *ctx.profile.service(enrol.JOIN_SERVICE).units, check=False)
+    return 0
 
 
 def _ready_ca(ctx: AgentContext, paths: Paths) -> CertificateAuthority:
@@ -185,12 +197,16 @@ def join_service(paths: Paths, *, say: Say) -> int:
     _controller(ctx)
     enrol.require_role(ctx.profile)
     port = enrol.join_port(ctx.profile)
+    facts = ctx.facts  # refused in one line before first boot made them
+    registry = registry_of(paths)
+    # At boot, before asking RabbitMQ and Keystone anything: a controller with nothing
+    # outstanding is done at once.
+    if not registry.has_pending(int(time.time())) and not any(n.state == "joining" for n in registry.nodes().values()):
+        return _nothing_to_do(ctx, registry, say)
     issuer = controller_issuer(ctx)
     issuer.ready()
-    registry = registry_of(paths)
     settle = _settle(ctx, registry, say)
     tls = tls_paths(paths.config_dir, paths.state_dir)
-    facts = ctx.facts
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the unit's journal
     while settle(int(time.time())):
         if not registry.has_pending(int(time.time())):
@@ -214,8 +230,7 @@ def join_service(paths: Paths, *, say: Say) -> int:
 
         js.serve(server, keep_going=serving)
         say("join service: no invitation left to redeem; the port is closed")
-    say("join service: no invitation to redeem and no node to wait for; stopped")
-    return 0
+    return _nothing_to_do(ctx, registry, say)
 
 
 def _settle(ctx: AgentContext, registry: NodeRegistry, say: Say):

@@ -116,13 +116,15 @@ def main(outbound_probe=None, keep=False):
         node_server, here = state["on_node"], state["on_controller"]
         said = []
         for source, target in ((node_server, here), (here, node_server)):
-            ping = f"ping -c3 -W2 {address(target)}"
-            argv = on_node(ping, timeout=10) if source is node_server else \
-                ssh_cmd(LOGIN_USER, address(source), ping, netns=namespace, timeout=10)
+            # The other's SSH banner over TCP (the guest image has no ping).
+            banner = f"timeout 10 bash -c 'exec 3<>/dev/tcp/{address(target)}/22 && head -c 8 <&3'"
+            argv = on_node(banner, timeout=10) if source is node_server else \
+                ssh_cmd(LOGIN_USER, address(source), banner, netns=namespace, timeout=10)
             result = sh(argv, timeout=60)
-            assert result.returncode == 0, (f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}: "
-                                            f"{(result.stdout + result.stderr).strip()[-200:]}")
-            said.append(f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}")
+            assert result.returncode == 0 and result.stdout.startswith("SSH-2.0"), (
+                f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}: "
+                f"{(result.stdout + result.stderr).strip()[-200:]}")
+            said.append(f"{state['hosts'][source.id]} -> {state['hosts'][target.id]}:22")
         return ", ".join(said)
 
     try:

@@ -116,7 +116,7 @@ def test_removing_a_joined_node_removes_each_of_its_parts_then_closes(tmp_path):
                    "rabbitmq -node-node1", "keystone -node-node1", "forget node1",
                    "node node1 removed: compute service, resource provider, network agents, chassis, RabbitMQ and "
                    "Keystone user node-node1, certificate",
-                   "close listeners", "systemctl stop appliance-join"]
+                   "close listeners", "systemctl disable --now appliance-join"]
     assert not registry.has_nodes()
 
 

@@ -317,7 +317,7 @@ def test_add_node_records_the_invitation_and_starts_the_join_service(appliance_p
     out, err = capsys.readouterr()
     token = parse_token(out.strip())
     assert (token.name, token.host, token.port) == ("c2", "10.254.0.10", 9777)
-    assert started == [("start", "appliance-join")]
+    assert started == [("enable", "--now", "appliance-join")]
     assert "join token for node c2 printed above: single use" in err and token.secret not in err
     assert NodeRegistry(appliance_paths.state_dir / "cluster").get("c2").state == "invited"
 

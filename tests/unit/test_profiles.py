@@ -229,7 +229,8 @@ def test_first_boot_neither_starts_nor_expects_the_join_service(monkeypatch):
     secrets = {n: "x" * 16 for n in credentials.secret_names(epoxy)}
     unit = next(f.content for f in render_files(epoxy, site, HostFacts.from_site(site), secrets)
                 if f.spec.path == "/etc/systemd/system/appliance-join.service")
-    assert "\n[Install]" not in unit and "port 9777" in unit
+    # add-node enables it (a reboot keeps an invitation served); nothing else does.
+    assert "\n[Install]\nWantedBy=multi-user.target" in unit and "port 9777" in unit
     command = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
     assert command.startswith("/usr/bin/python3 -m appliance ")
     # The verb the unit runs is one the appliance command has.
