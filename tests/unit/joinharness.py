@@ -130,3 +130,23 @@ def start(base: Path, *, issuer: FakeIssuer | None = None, server_address: str =
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return Service(paths=paths, ca=ca, registry=registry, issuer=issuer, server=server, thread=thread)
+
+
+def controller_paths(tmp_path: Path, management_ip: str = "10.254.0.10", finished: bool = True):
+    """A trixie-epoxy controller's agent Paths under ``tmp_path`` (its resolved profile,
+    nothing of this host's); ``finished``: its first boot done and its facts written."""
+    import json
+
+    from appliance.agent.context import Paths
+    from pipeline.profiles import resolved_profile_yaml
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(resolved_profile_yaml("trixie-epoxy"))
+    paths = Paths(profile=profile, images=tmp_path, config_dir=tmp_path / "etc", state_dir=tmp_path / "state",
+                  run_dir=tmp_path / "run")
+    if finished:
+        paths.state_dir.mkdir()
+        paths.done_marker.touch()
+        paths.facts.write_text(json.dumps({"hostname": "c1", "management_ip": management_ip,
+                                           "overlay_ip": management_ip}))
+    return paths

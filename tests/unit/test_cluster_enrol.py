@@ -13,7 +13,7 @@ from appliance.cluster.errors import ClusterError
 from appliance.cluster.registry import NodeRegistry
 from appliance.cluster.token import JoinToken, ca_fingerprint, new_secret, parse_token
 from appliance.errors import ApplianceError
-from pipeline.profiles import load_profile, resolved_profile_yaml
+from pipeline.profiles import load_profile
 
 NOW = 1_800_000_000
 CA_DER = b"the controller CA, DER"
@@ -237,11 +237,10 @@ def test_verbs_refuse_with_one_line(tmp_path, monkeypatch, capsys, label, argv, 
     from appliance import cli
     from appliance.agent.context import Paths
 
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(resolved_profile_yaml("trixie-epoxy"))
+    from .joinharness import controller_paths
+
     # Every path of the appliance under tmp_path: nothing of this host's is read or written.
-    paths = Paths(profile=profile, images=tmp_path, config_dir=tmp_path / "etc", state_dir=tmp_path / "state",
-                  run_dir=tmp_path / "run")
+    paths = controller_paths(tmp_path, finished=False)
     monkeypatch.setattr(Paths, "from_environment", classmethod(lambda cls: paths))
     stdin = _valid() if stdin == "VALID" else stdin
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -264,17 +263,11 @@ def test_verbs_refuse_with_one_line(tmp_path, monkeypatch, capsys, label, argv, 
 @pytest.fixture
 def appliance_paths(tmp_path, monkeypatch):
     """A finished controller's paths under tmp_path, as `appliance` sees them."""
-    import json
-
     from appliance.agent.context import Paths
 
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(resolved_profile_yaml("trixie-epoxy"))
-    paths = Paths(profile=profile, images=tmp_path, config_dir=tmp_path / "etc", state_dir=tmp_path / "state",
-                  run_dir=tmp_path / "run")
-    paths.state_dir.mkdir()
-    paths.done_marker.touch()
-    paths.facts.write_text(json.dumps({"hostname": "c1", "management_ip": "10.254.0.10", "overlay_ip": "10.254.0.10"}))
+    from .joinharness import controller_paths
+
+    paths = controller_paths(tmp_path)
     monkeypatch.setattr(Paths, "from_environment", classmethod(lambda cls: paths))
     return paths
 

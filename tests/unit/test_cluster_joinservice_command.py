@@ -3,18 +3,17 @@ HTTPS server and the node's pinning client), then waits for that node's nova-com
 it and records it joined, then exits. The cloud's pieces are fakes; nothing of the host is
 read or written."""
 
-import json
 import socket
 import threading
 import time
 
-from appliance.agent.context import Paths
 from appliance.cluster import commands, enrol
 from appliance.cluster.node import NodeFiles
 from appliance.cluster.registry import NodeRegistry
 from appliance.cluster.settle import Settle
 from appliance.cluster.token import JoinToken
-from pipeline.profiles import resolved_profile_yaml
+
+from .joinharness import controller_paths
 
 
 class FakeIssuer:
@@ -38,13 +37,7 @@ def test_join_service_serves_a_join_then_settles_and_exits(tmp_path, monkeypatch
     from appliance import tls
     from appliance.cluster.ca import controller_ca, tls_paths
 
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(resolved_profile_yaml("trixie-epoxy"))
-    paths = Paths(profile=profile, images=tmp_path, config_dir=tmp_path / "etc", state_dir=tmp_path / "state",
-                  run_dir=tmp_path / "run")
-    paths.state_dir.mkdir()
-    paths.done_marker.touch()
-    paths.facts.write_text(json.dumps({"hostname": "c1", "management_ip": "127.0.0.1", "overlay_ip": "127.0.0.1"}))
+    paths = controller_paths(tmp_path, management_ip="127.0.0.1")
     paths.secrets.parent.mkdir(parents=True, exist_ok=True)
     paths.secrets.write_text("metadata_secret: Metadata-secret-0123\nadmin_password: Admin-pass-0123\n")
     tpaths = tls_paths(paths.config_dir, paths.state_dir)
