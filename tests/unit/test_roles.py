@@ -261,3 +261,18 @@ def test_bad_role_data_names_the_field(label, change, field, problem):
         parse_profile(data, "t.yaml")
     assert caught.value.field == field, str(caught.value)
     assert problem in caught.value.problem
+
+
+def test_each_chassis_keeps_its_name_across_restarts(epoxy, node_files):
+    """Debian's ovsdb-server unit sets external_ids:system-id from system-id.conf at every
+    start; the file names the chassis as the chassis step does (a node's certificate, CN =
+    its name, must match it under OVN's RBAC)."""
+    from appliance.cluster.nodeconf import chassis_settings
+
+    path = "/etc/openvswitch/system-id.conf"
+    assert node_files[path].content == "c2\n"
+    assert chassis_settings(NODE, overlay_ip="10.254.0.11", datapath="netdev")["system-id"] == "c2"
+    site = SiteConfig(hostname="c1")
+    controller = {f.spec.path: f for f in render_files(epoxy, site, HostFacts.from_site(site),
+                                                       placeholder_secrets(epoxy))}
+    assert controller[path].content == "c1\n"
