@@ -6,6 +6,7 @@ metal host boots never carries them. Each answers an obstacle measured on these 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -35,7 +36,7 @@ FIXUP_SCRIPT = f"""#!/bin/sh
 # default gateway (no route to the host's real network). Addresses come from the harness.
 . /etc/appliance/harness.env
 if ! ip link show mgmt0 >/dev/null 2>&1; then
-    ip link add mgmt0 type veth peer name mgmt1
+    ip link add mgmt0 address "$MANAGEMENT_MAC" type veth peer name mgmt1
     ip addr add "$MANAGEMENT_CIDR" dev mgmt0
     ip link set mgmt1 up
     ip link set mgmt0 up
@@ -51,7 +52,7 @@ fi
 # the controller's uplink namespace too); its address moves onto an Open vSwitch bridge at
 # first boot (the agent's netbackend/tunnel.py).
 if [ -n "${{OVERLAY_CIDR:-}}" ] && ! ip link show ovl0 >/dev/null 2>&1; then
-    ip link add ovl0 type veth peer name ovl1
+    ip link add ovl0 address "$OVERLAY_MAC" type veth peer name ovl1
     ip addr add "$OVERLAY_CIDR" dev ovl0
     ip link set ovl1 up
     ip link set ovl0 up
@@ -156,8 +157,18 @@ def copy_source_tree(root: Path, source: Path, profile_yaml: str, guest_image: P
         stage_guest_image(root, guest_image)
 
 
+def link_mac(name: str, link: str) -> str:
+    """A locally administered unicast MAC address for ``link`` of the appliance ``name``, the
+    same at every boot: the fixups make the veth pairs again at each boot, and a machine's
+    NIC keeps its address across a reboot (a peer's Open vSwitch keeps the tunnel
+    endpoint's in its neighbour cache)."""
+    digest = hashlib.sha256(f"{name}/{link}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, management_cidr: str,
-          uplink_gateway: str = "", lan_interface: str = "", lan_peer: str = "", overlay_cidr: str = "") -> None:
+          uplink_gateway: str = "", lan_interface: str = "", lan_peer: str = "", overlay_cidr: str = "",
+          name: str = "appliance") -> None:
     units = root / "etc/systemd/system"
     units.mkdir(parents=True, exist_ok=True)
     for unit in MASKED_UNITS:
@@ -180,7 +191,8 @@ def apply(root: Path, *, site_yaml: str | None, authorized_key: str | None, mana
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "harness.env").write_text(f"MANAGEMENT_CIDR={management_cidr}\nUPLINK_GATEWAY={uplink_gateway}\n"
                                             f"LAN_INTERFACE={lan_interface}\nLAN_PEER={lan_peer}\n"
-                                            f"OVERLAY_CIDR={overlay_cidr}\n")
+                                            f"OVERLAY_CIDR={overlay_cidr}\nMANAGEMENT_MAC={link_mac(name, 'mgmt0')}\n"
+                                            f"OVERLAY_MAC={link_mac(name, 'ovl0')}\n")
     if site_yaml is not None:
         # 0600 from the first byte: a node's site config carries its join token.
         site = config_dir / "appliance.yaml"

@@ -231,7 +231,7 @@ def boot(image: Path, name: str, state_dir: Path, *, site_yaml: str | None, auth
         container_fixups.apply(state.merged, site_yaml=site_yaml, authorized_key=authorized_key,
                                management_cidr=state.management_cidr, uplink_gateway=uplink.UPLINK_GATEWAY,
                                lan_interface=uplink.LAN_INTERFACE if lan else "",
-                               lan_peer=uplink.LAN_PEER if lan else "", overlay_cidr=overlay_cidr)
+                               lan_peer=uplink.LAN_PEER if lan else "", overlay_cidr=overlay_cidr, name=state.name)
         if prepare is not None:
             prepare(state.merged)
         _start_attached(state)

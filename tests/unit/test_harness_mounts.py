@@ -43,3 +43,4 @@ def test_nested_mounts_come_before_the_mounts_they_are_on():
 
 def test_the_source_is_kept_so_its_loop_device_can_be_detached():
     assert ("/dev/loop1", f"{STATE}/lower") in mount_sources_under(STATE, MOUNTINFO)
+

@@ -118,3 +118,12 @@ def test_boot_state_of_an_older_harness_loads_as_a_controller(tmp_path):
                                                      "netns": "appliance-p"}))
     state = nspawn.BootState.load(tmp_path)
     assert (state.management_ip, state.segment, state.overlay_cidr) == ("10.254.0.10", "", "")
+
+
+def test_a_links_mac_is_the_same_at_every_boot_and_differs_between_links_and_machines():
+    from pipeline.harness.container_fixups import link_mac
+
+    mac = link_mac("scale-out-node1", "ovl0")
+    assert mac == link_mac("scale-out-node1", "ovl0")
+    assert int(mac.split(":")[0], 16) & 0b11 == 0b10  # locally administered, unicast
+    assert len({mac, link_mac("scale-out-node1", "mgmt0"), link_mac("scale-out", "ovl0")}) == 3
