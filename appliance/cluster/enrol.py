@@ -165,10 +165,12 @@ def remove_node(name: str, *, registry: NodeRegistry, cloud: CloudOps, force: bo
             cloud.delete_instances_on(name)
             say(f"node {name}: {len(instances)} instance(s) deleted (--force)")
         user = node_user(name)
-        for step in (lambda: cloud.delete_compute_service(name), lambda: cloud.delete_resource_provider(name),
-                     lambda: cloud.delete_network_agents(name), lambda: cloud.delete_chassis(name),
-                     lambda: cloud.delete_rabbitmq_user(user), lambda: cloud.delete_keystone_user(user),
-                     lambda: cloud.forget_certificate(name)):
+        # The node's addresses leave the allow-list first: a node still running would
+        # otherwise register its chassis (and report its service) again as they are deleted.
+        for step in (lambda: cloud.forget_certificate(name), lambda: cloud.delete_compute_service(name),
+                     lambda: cloud.delete_resource_provider(name), lambda: cloud.delete_network_agents(name),
+                     lambda: cloud.delete_chassis(name), lambda: cloud.delete_rabbitmq_user(user),
+                     lambda: cloud.delete_keystone_user(user)):
             step()
         registry.remove(name)
         say(f"node {name} removed: compute service, resource provider, network agents, chassis, "

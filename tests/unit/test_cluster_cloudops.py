@@ -111,9 +111,9 @@ def test_removing_a_joined_node_removes_each_of_its_parts_then_closes(tmp_path):
     log = []
     registry = _joined(tmp_path)
     enrol.remove_node("node1", registry=registry, cloud=_cloud(log), force=False, now=NOW, say=log.append)
-    assert log == ["delete service s2", "delete provider p2", "delete agent a2", "delete agent a3",
+    assert log == ["forget node1", "delete service s2", "delete provider p2", "delete agent a2", "delete agent a3",
                    "ovn-sbctl --if-exists chassis-del node1", "ovn-sbctl --if-exists destroy Chassis_Private node1",
-                   "rabbitmq -node-node1", "keystone -node-node1", "forget node1",
+                   "rabbitmq -node-node1", "keystone -node-node1",
                    "node node1 removed: compute service, resource provider, network agents, chassis, RabbitMQ and "
                    "Keystone user node-node1, certificate",
                    "close listeners", "systemctl disable --now appliance-join"]
@@ -135,7 +135,7 @@ def test_a_node_with_instances_is_kept_unless_forced(tmp_path):
     assert not registry.has_nodes()
     # Its instances first (Nova refuses to delete a service hosting any), then its service.
     assert log[:6] == ["delete server i1", "delete server i3", "gone server i1", "gone server i3",
-                       "node node1: 2 instance(s) deleted (--force)", "delete service s2"], log
+                       "node node1: 2 instance(s) deleted (--force)", "forget node1"], log
     assert [s.id for s in servers] == ["i2"]
 
 

@@ -197,10 +197,11 @@ def test_forced_removal_cleans_everything_then_forgets_the_node(registry, epoxy)
     _joining(registry, epoxy)
     cloud = FakeCloud(instances=["vm1"])
     enrol.remove_node("c2", registry=registry, cloud=cloud, force=True, now=NOW, say=lambda line: None)
-    assert [c[0] for c in cloud.calls] == ["delete_instances_on", "delete_compute_service", "delete_resource_provider",
-                                           "delete_network_agents",
+    # Its instances first, then it is cut off (a node still running would register again).
+    assert [c[0] for c in cloud.calls] == ["delete_instances_on", "forget_certificate", "delete_compute_service",
+                                           "delete_resource_provider", "delete_network_agents",
                                            "delete_chassis", "delete_rabbitmq_user", "delete_keystone_user",
-                                           "forget_certificate", "close_node_listeners", "stop_join_service"]
+                                           "close_node_listeners", "stop_join_service"]
     assert ("delete_rabbitmq_user", "node-c2") in cloud.calls and not registry.has_nodes()
 
 
