@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, fields
+from typing import Callable, NoReturn
 
 from .errors import ClusterError
 from .names import node_user
@@ -67,20 +68,27 @@ class NodeBundle:
 FIELDS = tuple(f.name for f in fields(NodeBundle))
 
 
-def parse_bundle(text: str, token: JoinToken) -> NodeBundle:
-    """The controller's answer to ``token``'s node, checked: exactly FIELDS, the node's own
-    user names, the token's controller address, secrets and certificates of the right form."""
-    def bad(problem: str):
-        raise ClusterError("malformed", f"the controller's answer is not a node bundle: {problem}")
-
-    if not isinstance(text, str) or len(text) > MAX_BUNDLE:
-        bad(f"expected at most {MAX_BUNDLE} characters of JSON")
+def json_object(text: str, limit: int, bad: Callable[[str], NoReturn]) -> dict:
+    """``text`` as a JSON object of at most ``limit`` characters, else ``bad(problem)``: how
+    each side of a join reads what the other sent."""
+    if not isinstance(text, str) or len(text) > limit:
+        bad(f"expected at most {limit} characters of JSON")
     try:
         data = json.loads(text)
     except ValueError:
         bad("not JSON")
     if not isinstance(data, dict):
         bad("not a JSON object")
+    return data
+
+
+def parse_bundle(text: str, token: JoinToken) -> NodeBundle:
+    """The controller's answer to ``token``'s node, checked: exactly FIELDS, the node's own
+    user names, the token's controller address, secrets and certificates of the right form."""
+    def bad(problem: str):
+        raise ClusterError("malformed", f"the controller's answer is not a node bundle: {problem}")
+
+    data = json_object(text, MAX_BUNDLE, bad)
     extra = sorted(set(map(str, data)) - set(FIELDS))
     if extra:
         bad(f"unexpected field {extra[0]!r} (a node takes only its own credentials: {', '.join(FIELDS)})")

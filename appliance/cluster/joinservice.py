@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from .bundle import NodeBundle, parse_bundle
+from .bundle import NodeBundle, json_object, parse_bundle
 from .ca import NODE_DAYS, CertificateAuthority, check_node_request
 from .changes import Change, apply
 from .errors import ClusterError
@@ -65,13 +65,8 @@ def parse_request(text: str) -> JoinRequest:
     def bad(problem: str):
         raise ClusterError("malformed", f"not a join request: {problem}")
 
-    if not isinstance(text, str) or len(text) > MAX_REQUEST:
-        bad(f"expected at most {MAX_REQUEST} characters of JSON")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        bad("not JSON")
-    if not isinstance(data, dict) or sorted(data) != sorted(FIELDS):
+    data = json_object(text, MAX_REQUEST, bad)
+    if sorted(data) != sorted(FIELDS):
         bad(f"expected exactly the fields {', '.join(FIELDS)}")
     if not all(isinstance(data[f], str) for f in FIELDS):
         bad("every field is text")
