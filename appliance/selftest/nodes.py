@@ -43,7 +43,6 @@ def main(outbound_probe=None, keep=False):
     admin, lxc = guest_connect("admin", authorize=True), guest_connect("lxc", authorize=True)
     nodes = joined_nodes(context.paths)
     this_host = socket.gethostname().split(".")[0]
-    run = check
 
     def hypervisors():
         found = {h.name.split(".")[0]: h.state for h in admin.compute.hypervisors(details=True)}
@@ -54,7 +53,7 @@ def main(outbound_probe=None, keep=False):
         assert not missing, f"not up: {', '.join(said)}"
         return ", ".join(f"{h} up" for h in wanted)
 
-    if not run("every hypervisor up", hypervisors):
+    if not check("every hypervisor up", hypervisors):
         return 1
     token = f"nodes-{time.time_ns()}"
     network = lxc.network.find_network(site.network.name, ignore_missing=False)
@@ -128,11 +127,11 @@ def main(outbound_probe=None, keep=False):
         return ", ".join(said)
 
     try:
-        if run("one server per host, ACTIVE", create) and run("the scheduler spread them over every host", spread):
+        if check("one server per host, ACTIVE", create) and check("the scheduler spread them over every host", spread):
             if sh(["test", "-f", KEY]).returncode == 0:
-                if run("instance on a node: address, SSH over the tenant network, user-data ran",
+                if check("instance on a node: address, SSH over the tenant network, user-data ran",
                        user_data_on_node):
-                    run("instances on the node and the controller reach each other", tenant_both_ways)
+                    check("instances on the node and the controller reach each other", tenant_both_ways)
                 if site.external.enabled:
                     floating_ip_checks(lxc, site, state["on_node"], LOGIN_USER, {}, True, outbound_probe)
             else:
@@ -147,6 +146,6 @@ def main(outbound_probe=None, keep=False):
                     lxc.compute.wait_for_delete(server, wait=180 * patience())
                 return f"{len(servers)} deleted"
 
-            run("servers deleted", delete)
+            check("servers deleted", delete)
         emit("servers", True, 0, json.dumps({"kept": keep, "hosts": kept}))
     return 1 if FAILED else 0
