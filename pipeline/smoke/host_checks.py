@@ -267,8 +267,17 @@ def rabbitmq_one_off_nodes_on_loopback(host) -> str:
     return " ".join(addresses)
 
 
-def mariadb_root_socket_only(host, management_ip: str) -> str:
-    remote = host.run(f"mariadb --protocol=TCP -h {management_ip} -u root --password=wrong -e 'SELECT 1'")
+def declared_address(profile: Profile, service: str, port: int, management_ip: str) -> str:
+    """Where a client on the appliance reaches ``service``'s ``port``: loopback when the profile
+    binds it there, else the management address."""
+    bind = next(p.bind for p in profile.service(service).ports if p.port == port)
+    return "127.0.0.1" if bind == "loopback" else management_ip
+
+
+def mariadb_root_socket_only(host, address: str) -> str:
+    """Root is refused over TCP at ``address`` (where MariaDB listens) and has only the
+    unix-socket account."""
+    remote = host.run(f"mariadb --protocol=TCP -h {address} -u root --password=wrong -e 'SELECT 1'")
     assert remote.rc != 0, "root logged in over TCP"
     assert re.search(r"Access denied|not allowed to connect", remote.stderr), remote.stderr.strip()
     rows = host.check_output("mariadb -N -e \"SELECT CONCAT(User,'@',Host) FROM mysql.user WHERE User IN ('root','')\"")
@@ -296,7 +305,8 @@ def run_host_checks(host, report: Report) -> Profile | None:
     report.check("RabbitMQ has no guest user", lambda: rabbitmq_has_no_guest(host))
     report.check("RabbitMQ's one-off Erlang nodes on loopback only",
                  lambda: rabbitmq_one_off_nodes_on_loopback(host))
-    report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(host, facts["management_ip"]))
+    report.check("MariaDB root by unix socket only", lambda: mariadb_root_socket_only(
+        host, declared_address(profile, "mariadb", 3306, facts["management_ip"])))
     if profile.has_service(DASHBOARD_SERVICE):
         report.check("dashboard login page over HTTPS with the appliance's CA; HTTP redirects",
                      lambda: dashboard_login_page(host, profile, facts["management_ip"]))

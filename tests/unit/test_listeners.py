@@ -153,3 +153,14 @@ def test_ports_the_nodes_reach_are_bound_as_the_members_say(label, addresses, me
     else:
         with pytest.raises(AssertionError, match=re.escape(problem)):
             ports_bound(_Host(sockets), profile, MGMT, has_members=members)
+
+
+@pytest.mark.parametrize("profile_name,service,port,address", [
+    ("trixie-epoxy", "mariadb", 3306, "127.0.0.1"),
+    ("trixie-epoxy", "keystone", 5000, MGMT),
+    ("xenial-newton", "mariadb", 3306, MGMT),
+])
+def test_the_smoke_reaches_a_server_where_the_profile_binds_it(profile_name, service, port, address):
+    from pipeline.smoke.host_checks import declared_address
+
+    assert declared_address(load_profile(profile_name), service, port, MGMT) == address
