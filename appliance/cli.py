@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "security groups, escape probes; creates and deletes two servers")
     api.add_argument("--outbound-probe", metavar="HOST:PORT",
                      help="a TCP service that answers with the source address it saw: checks outbound NAT")
-    _command(suites, "lifecycle", "every server action a project member may call, on one server it creates and "
-                                  "deletes: works or is refused at once")
+    lifecycle = _command(suites, "lifecycle", "every server action a project member may call, on one server it "
+                                              "creates and deletes: works or is refused at once")
+    lifecycle.add_argument("--via", metavar="SERVER",
+                           help="reach the server through this instance on this host (for one on a compute node)")
     nodes = _command(suites, "nodes", "on a controller whose compute nodes joined: one server per host, spread by "
                                       "the scheduler, reached over the tenant network and a floating IP")
     nodes.add_argument("--outbound-probe", metavar="HOST:PORT",
@@ -212,7 +214,7 @@ def _selftest(args) -> int:
         return rabbitmq_node.main()
     from .selftest import lifecycle
 
-    return lifecycle.main() or 0
+    return lifecycle.main(args.via) or 0
 
 
 def _measure(args) -> int:

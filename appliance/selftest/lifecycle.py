@@ -120,7 +120,10 @@ def sh(cmd, timeout=60, **kw):
 
 
 class Lifecycle:
-    def __init__(self):
+    def __init__(self, via=None):
+        """``via``: the id of an instance on this host to reach the suite's instance through,
+        when that one runs on a compute node (guest.ssh_cmd: OVN's metadata namespace reaches
+        only this chassis' instances)."""
         from appliance.agent.context import AgentContext, Paths
 
         context = AgentContext.load(Paths())
@@ -128,6 +131,7 @@ class Lifecycle:
         self.lxc = connect(cloud="lxc")
         self.admin = connect(cloud="admin")
         self.server = None
+        self.via_id, self.via_ip = via, None
 
     # -- the instance ------------------------------------------------------------------
     def create(self):
@@ -141,12 +145,17 @@ class Lifecycle:
         self.images_before = {i.id for i in self.admin.image.images()}
         self.server = boot_server(lxc, self.site, INSTANCE)
         self.ip = [a["addr"] for a in self.server.addresses[self.network.name] if a.get("version") == 4][0]
+        if self.via_id:
+            via = self.admin.compute.get_server(self.via_id)
+            self.via_ip = [a["addr"] for a in via.addresses[self.network.name] if a.get("version") == 4][0]
         self.ports = {p.id for p in self.admin.network.ports(device_id=self.server.id)}
+        self.host = self.admin.compute.get_server(self.server.id).compute_host  # an admin's attribute
         self.wait_ssh()
 
     def wait_ssh(self, timeout=120):
         timeout *= patience()
-        argv = ssh_argv(self.network_profile.namespace(self.network.id), self.ip, as_instance_root("true"))
+        argv = ssh_argv(self.network_profile.namespace(self.network.id), self.ip, as_instance_root("true"),
+                        via=self.via_ip)
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if sh(argv, timeout=30).returncode == 0:
@@ -257,15 +266,15 @@ def _message(response):
     return json.dumps(data)[:200]
 
 
-def main():
-    life = Lifecycle()
+def main(via=None):
+    life = Lifecycle(via)
     start = time.monotonic()
     try:
         life.create()
     except Exception as exc:
         emit("create -> ACTIVE, SSH", False, time.monotonic() - start, str(exc).splitlines()[0][:400])
         return 1
-    emit("create -> ACTIVE, SSH", True, time.monotonic() - start, life.server.id)
+    emit("create -> ACTIVE, SSH", True, time.monotonic() - start, f"{life.server.id} on {life.host}")
     image_id, flavor_id, network_id = life.image.id, life.flavor.id, life.network.id
     failed = 0
     for action in actions(image_id, flavor_id, network_id):

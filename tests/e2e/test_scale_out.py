@@ -11,7 +11,9 @@ network):
    the one on the node is reached over the tenant network (its user-data ran) and reaches the
    controller's, and the floating IP checks pass on it (SSH from the controller host, 50 MB
    each way, outbound NAT, a security group closing SSH);
-5. the escape probes hold on the node: in the instance, and on the node for its init;
+5. the escape probes hold on the node: in the instance, and on the node for its init; every
+   server action works or is refused at once there (the lifecycle suite, its server on the
+   node while the controller's nova-compute is disabled, reached through the controller's);
 6. the node powers off: the controller marks its nova-compute down while the controller's
    instance stays ACTIVE and answers; the node boots again and its instance comes back ACTIVE;
 7. ``appliance remove-node`` is refused while the instance lives there; ``--force`` deletes
@@ -173,6 +175,30 @@ def test_a_second_machine_joins_serves_instances_survives_a_power_off_and_leaves
             probes = {**inside["results"], **outside}
             print(json.dumps(probes, indent=1))
             assert len(outside) >= 2 and all(ok for ok, _ in probes.values()), probes
+
+            # 5b. Every server action works or is refused at once on the node too: with the
+            # controller's nova-compute disabled the lifecycle suite's server lands there, and
+            # the suite reaches it through the controller's instance.
+            admin_sh = "source /root/rc.admin && openstack compute service set {} " + controller_host + " nova-compute"
+            in_appliance(controller, "bash", "-lc", admin_sh.format("--disable --disable-reason e2e-lifecycle-on-node"))
+            try:
+                result = in_appliance(controller, "python3", "-m", "appliance", "selftest", "lifecycle",
+                                      "--via", on_controller, timeout=1200, check=False)
+            finally:
+                in_appliance(controller, "bash", "-lc", admin_sh.format("--enable"))
+            rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+            for row in rows:
+                print(f"{'ok  ' if row['passed'] else 'FAIL'} {row['outcome'] or '-':8} {row['name']:32} {row['detail']}")
+            assert rows and rows[0]["detail"].endswith(f" on {NODE_NAME}"), rows[:1]
+            assert rows[-1]["name"].endswith("nothing left"), result.stdout + result.stderr[-800:]
+            assert not [r["name"] for r in rows if not r["passed"]], result.stdout[-2000:]
+            works = {r["name"] for r in rows if r["outcome"] == "works"}
+            assert {"stop", "start", "soft reboot", "hard reboot", "rebuild"} <= works, works
+            # Its disk and loop device are gone from the node, where it ran.
+            lifecycle_server = rows[0]["detail"].split()[0]
+            assert in_appliance(node, "test", "-e", f"/var/lib/nova/instances/{lifecycle_server}",
+                                check=False).returncode != 0
+            assert lifecycle_server not in in_appliance(node, "losetup", "-l", "-n").stdout
 
             # 6. The node powers off and comes back.
             def while_off():
