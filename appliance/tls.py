@@ -117,6 +117,16 @@ def make_ca(hostname: str, now: datetime.datetime):
     return key, cert
 
 
+def signing_only():
+    """The key usage of every end-entity certificate the appliance CA signs: digital
+    signatures only (ECDHE key exchange needs nothing more), never certificate signing."""
+    from cryptography import x509
+
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                         encipher_only=False, decipher_only=False)
+
+
 def make_server_cert(ca_key, ca_cert, hostname: str, address: str, now: datetime.datetime):
     """(key, certificate) for TLS servers at ``hostname`` and ``address`` (both in the
     subject alternative names, which is what browsers check), signed by the CA."""
@@ -134,9 +144,7 @@ def make_server_cert(ca_key, ca_cert, hostname: str, address: str, now: datetime
                                                         x509.IPAddress(ipaddress.ip_address(address))]),
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(signing_only(), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
